@@ -1,0 +1,1 @@
+"""krux-export: the Beam pipeline, its command line and its jobs."""

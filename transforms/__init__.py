@@ -1,0 +1,1 @@
+"""PTransforms and DoFns of the krux-export pipeline."""
