@@ -1,0 +1,63 @@
+"""`build_pipeline`: the export's Beam graph, built from plain arguments and not run.
+
+    tables → batches → CheckRecords → (GroupByUser | FormatLines) → WriteShards → staging
+                                   ↘ invalid rows → WriteRejects
+    every step's RunReport → CombineReports → manifest in staging
+"""
+
+import dataclasses
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from transforms.group import GroupByUser
+from transforms.krux_line import LineRules
+from transforms.lines import CheckRecords, FormatLines
+from transforms.read import ReadTables
+from transforms.rejects import WriteRejects
+from transforms.report import CombineReports, WriteManifest
+from transforms.shards import SHARD_TARGET_BYTES, WriteShards
+
+SHARDS_DIR = "shards/"
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportPlan:
+    """What the graph needs beyond the settings: where to stage, under which run id."""
+
+    tables: list  # pipeline.tables.Table
+    store_spec: object  # pipeline.storage.StoreSpec of the export's root
+    staging: str  # key prefix of this run's staging, ending in "/"
+    run_id: str
+    shard_target_bytes: int = SHARD_TARGET_BYTES
+
+
+def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam.Pipeline:
+    rules = LineRules(settings.user_column, settings.segment_column, settings.segment_attribute)
+    keep_invalid = bool(settings.skip_invalid_records and settings.rejects)
+    tasks = [task for table in plan.tables for task in table.tasks]
+
+    p = beam.Pipeline(options=options)
+    batches = p | "ReadTables" >> ReadTables(tasks)
+    checked = batches | "CheckRecords" >> CheckRecords(
+        rules, [t.name for t in plan.tables], keep_invalid=keep_invalid
+    )
+    to_lines = GroupByUser(rules.segment_attribute) if settings.group_by_user else FormatLines(rules.segment_attribute)
+    shard_reports = (
+        checked.valid
+        | "ToLines" >> to_lines
+        | "WriteShards"
+        >> WriteShards(
+            plan.store_spec, plan.staging + SHARDS_DIR, settings.compression, target_bytes=plan.shard_target_bytes
+        )
+    )
+    reports = [checked[CheckRecords.REPORTS], shard_reports]
+    if keep_invalid:
+        reports.append(checked[CheckRecords.INVALID_ROWS] | "WriteRejects" >> WriteRejects(settings.rejects, plan.run_id))
+    (
+        reports
+        | "CombineReports" >> CombineReports()
+        | "WriteManifest" >> WriteManifest(plan.store_spec, plan.staging + MANIFEST_NAME)
+    )
+    return p

@@ -1,0 +1,346 @@
+"""Merge shards into one S3 object: plan the parts, then run one multipart upload.
+
+SPEC §4: the shards become the final object through a multipart upload whose parts are
+server-side copies of the shards (UploadPartCopy), so the data does not pass through the
+machine that merges. Only shards smaller than S3's part minimum cannot be copied as parts of
+their own; those are downloaded and uploaded in groups.
+
+`plan_parts` is pure and sizes the parts from shard sizes alone; `compose` executes a plan
+and aborts the upload on any failure, so no multipart upload is ever left open by it.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import shutil
+import tempfile
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pipeline.errors import StorageError
+
+__all__ = [
+    "MAX_PARTS",
+    "MAX_PART_BYTES",
+    "MIN_PART_BYTES",
+    "Part",
+    "PartKind",
+    "Piece",
+    "compose",
+    "plan_parts",
+    "storage_error",
+]
+
+log = logging.getLogger(__name__)
+
+MIN_PART_BYTES = 5 * 1024**2
+"""Amazon's minimum size of every part of a multipart upload but the last (5 MiB)."""
+
+MAX_PART_BYTES = 5 * 1024**3
+"""Amazon's maximum size of one part of a multipart upload (5 GiB)."""
+
+MAX_PARTS = 10_000
+"""Amazon's maximum number of parts in one multipart upload."""
+
+COPY_WORKERS = 4
+"""Parts copied or uploaded at once by `compose`; each is one request, mostly waiting on S3."""
+
+_SPOOL_BYTES = 32 * 1024**2
+"""Size up to which an upload part is assembled in memory before spilling to a temp file."""
+
+
+class PartKind(enum.StrEnum):
+    COPY = "copy"
+    """A server-side copy (UploadPartCopy) of one shard, whole or a byte range of it."""
+    UPLOAD = "upload"
+    """Small shards concatenated by the merging machine and sent with UploadPart."""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Bytes [start, stop) of shard number `shard` (an index into the planned sizes)."""
+
+    shard: int
+    start: int
+    stop: int
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of the multipart upload; parts are uploaded in list order, numbered from 1."""
+
+    kind: PartKind
+    pieces: tuple[Piece, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(piece.size for piece in self.pieces)
+
+
+def plan_parts(
+    shard_sizes: list[int],
+    *,
+    min_part_bytes: int | None = None,
+    max_part_bytes: int | None = None,
+    max_parts: int | None = None,
+) -> list[Part]:
+    """Plan the parts that concatenate the shards, in some order, into one object.
+
+    Lines may be in any order, so shards are reordered freely:
+    - a shard of at least `min_part_bytes` is copied server-side as a part of its own, or,
+      when larger than `max_part_bytes`, as near-equal byte ranges (each within the limits);
+    - shards under `min_part_bytes` are grouped, in the order given, into upload parts of at
+      least `min_part_bytes`; the one group left short, if any, is the last part (S3 lets the
+      last part be small). A leftover group of a single shard is copied instead of uploaded.
+    Zero-byte shards are skipped; no shards with bytes give an empty plan.
+
+    Trade-off: S3 cannot copy a part under 5 MiB except as the last part, so small shards'
+    bytes pass through the merging machine (download, then upload). Big shards never do.
+    Groups stay just above the minimum (fewer bytes held at once) unless the part cap forces
+    bigger groups. Raises ValueError, naming the numbers, when the plan cannot fit in
+    `max_parts` parts. (Grouping is greedy: it gives up only when the small shards would need
+    groups within one shard's size of `max_part_bytes`, a few terabytes with S3's limits.)
+    """
+    min_bytes = MIN_PART_BYTES if min_part_bytes is None else min_part_bytes
+    max_bytes = MAX_PART_BYTES if max_part_bytes is None else max_part_bytes
+    max_count = MAX_PARTS if max_parts is None else max_parts
+    if min_bytes < 1 or max_bytes < 2 * min_bytes or max_count < 1:
+        raise ValueError(
+            f"part limits need min >= 1, max >= 2 * min and max_parts >= 1; got "
+            f"min_part_bytes={min_bytes}, max_part_bytes={max_bytes}, max_parts={max_count}"
+        )
+    if any(size < 0 for size in shard_sizes):
+        raise ValueError(f"shard sizes cannot be negative: {min(shard_sizes)}")
+
+    copies: list[Part] = []
+    small: list[int] = []
+    for shard, size in enumerate(shard_sizes):
+        if size == 0:
+            continue
+        if size < min_bytes:
+            small.append(shard)
+        else:
+            copies.extend(_copy_parts(shard, size, max_bytes))
+    if len(copies) > max_count:
+        raise ValueError(
+            f"{len(shard_sizes)} shards need {len(copies)} server-side copy parts, more than "
+            f"the {max_count} parts of one multipart upload; write fewer, larger shards"
+        )
+
+    small_bytes = sum(shard_sizes[shard] for shard in small)
+    if not small:
+        return copies
+    slots = max_count - len(copies)
+    # Each closed group holds >= target bytes, so with k closed groups and a leftover,
+    # k * target < small_bytes <= slots * target: k + 1 <= slots, the leftover included.
+    target = max(min_bytes, math.ceil(small_bytes / slots)) if slots else 0
+    groups = _group_small_shards(small, shard_sizes, target) if slots else []
+    if not groups or max(part.size for part in groups) > max_bytes:
+        raise ValueError(
+            f"{len(small)} shards under {min_bytes} bytes ({small_bytes} bytes in all) do not "
+            f"fit in the {slots} parts left of {max_count} after {len(copies)} copy parts "
+            f"without a part over {max_bytes} bytes; write fewer, larger shards"
+        )
+    return copies + groups
+
+
+def _copy_parts(shard: int, size: int, max_bytes: int) -> list[Part]:
+    """Copy parts for one shard: whole, or split into near-equal ranges each <= max_bytes.
+
+    n = ceil(size / max) ranges of size // n or one byte more: each is <= max, and, as
+    size > (n - 1) * max, each is > max / 2 >= min for n >= 2.
+    """
+    count = math.ceil(size / max_bytes)
+    base, extra = divmod(size, count)
+    parts = []
+    start = 0
+    for index in range(count):
+        stop = start + base + (1 if index < extra else 0)
+        parts.append(Part(PartKind.COPY, (Piece(shard, start, stop),)))
+        start = stop
+    return parts
+
+
+def _group_small_shards(shards: list[int], sizes: list[int], target: int) -> list[Part]:
+    """Group small shards into upload parts of >= target bytes; a short leftover goes last."""
+    parts = []
+    group: list[Piece] = []
+    group_bytes = 0
+    for shard in shards:
+        group.append(Piece(shard, 0, sizes[shard]))
+        group_bytes += sizes[shard]
+        if group_bytes >= target:
+            parts.append(Part(PartKind.UPLOAD, tuple(group)))
+            group, group_bytes = [], 0
+    if len(group) == 1:
+        parts.append(Part(PartKind.COPY, tuple(group)))
+    elif group:
+        parts.append(Part(PartKind.UPLOAD, tuple(group)))
+    return parts
+
+
+def compose(
+    client,
+    bucket: str,
+    key: str,
+    sources: list[tuple[str, int]],
+    *,
+    part_plan: list[Part] | None = None,
+    max_workers: int = COPY_WORKERS,
+    **upload_args,
+) -> int:
+    """Write the concatenation of `sources` (key, size) in `bucket` to `bucket/key`.
+
+    The object appears only when the multipart upload completes; on any failure, interrupts
+    included, the upload is aborted and the previous object at `key` stays as it was.
+    `upload_args` go to CreateMultipartUpload (e.g. ContentType). Returns the object's size.
+    Raises ValueError if the sources hold no bytes: an empty object is the caller's to write.
+    """
+    plan = plan_parts([size for _, size in sources]) if part_plan is None else part_plan
+    total = sum(part.size for part in plan)
+    if total == 0:
+        raise ValueError(f"nothing to compose at s3://{bucket}/{key}: the sources hold 0 bytes")
+    destination = f"s3://{bucket}/{key}"
+    try:
+        created = client.create_multipart_upload(Bucket=bucket, Key=key, **upload_args)
+    except (BotoCoreError, ClientError) as exc:
+        raise storage_error("starting the multipart upload", destination, exc) from exc
+    upload_id = created["UploadId"]
+    try:
+        etags = _send_parts(client, bucket, key, upload_id, sources, plan, max_workers)
+        client.complete_multipart_upload(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={
+                "Parts": [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(etags, 1)]
+            },
+        )
+    except BaseException as exc:
+        _abort(client, bucket, key, upload_id)
+        if isinstance(exc, _PartFailed):
+            raise storage_error(exc.action, destination, exc.cause) from exc.cause
+        if isinstance(exc, (BotoCoreError, ClientError)):
+            raise storage_error("completing the multipart upload", destination, exc) from exc
+        raise
+    return total
+
+
+class _PartFailed(Exception):
+    """A part's request failed; carries what was being done, for the error message."""
+
+    def __init__(self, action: str, cause: BotoCoreError | ClientError):
+        super().__init__(action)
+        self.action = action
+        self.cause = cause
+
+
+def _send_parts(client, bucket, key, upload_id, sources, plan, max_workers) -> list[str]:
+    """Copy or upload every part of the plan, a few at a time; returns the ETags in order."""
+
+    def send(number: int, part: Part) -> str:
+        if part.kind is PartKind.COPY:
+            return _copy_part(client, bucket, key, upload_id, number, part.pieces[0], sources)
+        return _upload_part(client, bucket, key, upload_id, number, part.pieces, sources)
+
+    executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="compose")
+    try:
+        futures = [executor.submit(send, n, part) for n, part in enumerate(plan, 1)]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in futures:
+            if future in done and future.exception() is not None:
+                raise future.exception()
+        return [future.result() for future in futures]
+    finally:
+        # Parts still in flight would be orphaned by an abort sent before they end: cancel the
+        # queued ones and wait for the running ones (one request each) before returning.
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _copy_part(client, bucket, key, upload_id, number, piece: Piece, sources) -> str:
+    source_key, source_size = sources[piece.shard]
+    request = {
+        "Bucket": bucket,
+        "Key": key,
+        "UploadId": upload_id,
+        "PartNumber": number,
+        "CopySource": {"Bucket": bucket, "Key": source_key},
+    }
+    if (piece.start, piece.stop) != (0, source_size):
+        request["CopySourceRange"] = f"bytes={piece.start}-{piece.stop - 1}"
+    try:
+        response = client.upload_part_copy(**request)
+    except (BotoCoreError, ClientError) as exc:
+        raise _PartFailed(f"copying s3://{bucket}/{source_key} as part {number}", exc) from exc
+    return response["CopyPartResult"]["ETag"]
+
+
+def _upload_part(client, bucket, key, upload_id, number, pieces: tuple[Piece, ...], sources) -> str:
+    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as body:
+        for piece in pieces:
+            source_key, _ = sources[piece.shard]
+            try:
+                response = client.get_object(Bucket=bucket, Key=source_key)
+                with response["Body"] as stream:
+                    shutil.copyfileobj(stream, body)
+            except (BotoCoreError, ClientError) as exc:
+                action = f"reading s3://{bucket}/{source_key} for part {number}"
+                raise _PartFailed(action, exc) from exc
+        body.seek(0)
+        try:
+            response = client.upload_part(
+                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise _PartFailed(f"uploading part {number}", exc) from exc
+    return response["ETag"]
+
+
+def _abort(client, bucket: str, key: str, upload_id: str) -> None:
+    """Abort the upload; a failure here is logged, not raised, so the first error surfaces.
+
+    A multipart upload left open after a failed abort is removed by the next run of the same
+    export (SPEC §4), which aborts every open upload under its keys.
+    """
+    try:
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    except (BotoCoreError, ClientError) as exc:
+        log.warning(
+            "could not abort the multipart upload %s of s3://%s/%s: %s",
+            upload_id,
+            bucket,
+            key,
+            _describe(exc),
+        )
+
+
+def storage_error(action: str, where: str, exc: BaseException) -> StorageError:
+    """A one-line StorageError: what failed, on which object or path, and S3's error code.
+
+    Used by `pipeline.storage` too. The text comes from the error code and S3's message, never
+    from the request, so credentials cannot leak into it.
+    """
+    return StorageError(f"{where}: {action} failed: {_describe(exc)}")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = error.get("Code") or str(
+            exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "unknown")
+        )
+        message = error.get("Message") or ""
+        text = f"{code} ({message})" if message else code
+    elif isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())

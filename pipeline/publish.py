@@ -1,0 +1,53 @@
+"""Turns a run's shards into the day's one object, replacing or appending (SPEC §4).
+
+The new object is complete before anything is removed: a replace run deletes the export's
+other day-folder objects only after its own multipart upload has completed, so a day that
+had the export never ends up without it.
+"""
+
+import gzip
+
+from pipeline import layout
+
+# An empty gzip stream with a fixed header (mtime 0), for `--allow-empty`.
+EMPTY_GZIP = gzip.compress(b"", mtime=0)
+
+
+def sweep_leftovers(store, *, export_name: str, day_dir: str, current_staging: str) -> list[str]:
+    """Removes what killed runs of this export left: their staging and open uploads on its keys."""
+    staging_root = layout.staging_dir(export_name)
+    stale = [o.key for o in store.list(staging_root) if not o.key.startswith(current_staging)]
+    store.delete(stale)
+    aborted = store.abort_uploads(day_dir + export_name)
+    return stale + [key for key in aborted if layout.belongs_to_export(key[len(day_dir) :], export_name)]
+
+
+def publish(store, *, shards, final_key: str, day_dir: str, export_name: str, append: bool) -> tuple[int, list[str]]:
+    """Merges `shards` into `final_key`; in replace mode, removes the export's other objects.
+
+    Returns the published object's size and the keys it replaced.
+    """
+    size = store.compose(final_key, shards)
+    return size, ([] if append else remove_superseded(store, day_dir, export_name, final_key))
+
+
+def publish_empty(store, *, final_key: str, compression: str, day_dir: str, export_name: str, append: bool):
+    """`--allow-empty` with zero lines: an empty object (0 bytes, or an empty gzip stream)."""
+    data = EMPTY_GZIP if compression == "gzip" else b""
+    store.put(final_key, data)
+    return len(data), ([] if append else remove_superseded(store, day_dir, export_name, final_key))
+
+
+def remove_superseded(store, day_dir: str, export_name: str, final_key: str) -> list[str]:
+    superseded = [
+        o.key
+        for o in store.list(day_dir)
+        if o.key != final_key and "/" not in o.key[len(day_dir) :]
+        and layout.belongs_to_export(o.key[len(day_dir) :], export_name)
+    ]
+    store.delete(superseded)
+    return superseded
+
+
+def remove_staging(store, staging: str) -> None:
+    store.delete([o.key for o in store.list(staging)])

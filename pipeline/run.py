@@ -1,0 +1,170 @@
+"""One export end to end: check, build, run, read the report, publish, summarize.
+
+Nothing is published until the pipeline has finished and its report says the lines are good;
+staging is removed whatever happens (success, failure, SIGTERM/SIGINT), in the one `finally`.
+"""
+
+import datetime
+import logging
+import re
+import time
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline import layout, publish, tables
+from pipeline.connections import load_connection
+from pipeline.errors import (
+    EmptyResultError,
+    ExportError,
+    InvalidRecordsError,
+    SchemaError,
+    StorageError,
+    UsageError,
+)
+from pipeline.export import MANIFEST_NAME, SHARDS_DIR, ExportPlan, build_pipeline
+from pipeline.settings import COMPRESSIONS, DEFAULT_BUCKET, RunSettings
+from pipeline.storage import ObjectInfo, StoreSpec, parse_s3_uri
+from transforms.krux_line import LineRules
+from transforms.rejects import join_rejects
+from transforms.report import RunReport
+
+log = logging.getLogger("krux_export")
+
+# Both cores, and never the Prism download that Beam's default runner attempts first.
+DEFAULT_BEAM_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+
+
+def run_export(settings: RunSettings, *, now: datetime.datetime | None = None) -> dict:
+    """Runs one export and returns SPEC §7's summary. Raises `ExportError`s with exit codes."""
+    started = time.monotonic()
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    _check_settings(settings)
+    date = settings.date or now.astimezone(datetime.timezone.utc).date()
+    spec, uploads_dir = resolve_target(settings)
+    rules = LineRules(settings.user_column, settings.segment_column, settings.segment_attribute)
+
+    found = tables.find_tables(settings.sources, settings.database, settings.table_prefix)
+    log.info("checking %d tables: %s", len(found), ", ".join(name for name, _ in found))
+    table_list = tables.load_tables(found, rules)
+
+    run_id = layout.new_run_id(now)
+    staging = layout.staging_dir(settings.export_name, run_id)
+    day_dir = layout.day_dir(uploads_dir, date)
+    final_key = day_dir + layout.final_name(
+        settings.export_name, settings.compression, run_id if settings.append else None
+    )
+    store = spec.open()
+    swept = publish.sweep_leftovers(
+        store, export_name=settings.export_name, day_dir=day_dir, current_staging=staging
+    )
+    if swept:
+        log.info("removed %d leftovers of earlier runs of %s", len(swept), settings.export_name)
+    try:
+        plan = ExportPlan(table_list, spec, staging, run_id)
+        report = _run_pipeline(settings, plan)
+        _check_report(settings, report)
+        log.info("publishing %d lines from %d shards to %s", report.lines, len(report.shards), spec.uri(final_key))
+        publish_args = dict(day_dir=day_dir, export_name=settings.export_name, append=settings.append)
+        if report.lines:
+            shards = [ObjectInfo(key, size) for key, size in report.shards]
+            size, replaced = publish.publish(store, shards=shards, final_key=final_key, **publish_args)
+        else:
+            size, replaced = publish.publish_empty(
+                store, final_key=final_key, compression=settings.compression, **publish_args
+            )
+        if settings.rejects:
+            join_rejects(settings.rejects, run_id, report.rejects_parts)
+    finally:
+        publish.remove_staging(store, staging)
+    return {
+        "status": "succeeded",
+        "run_id": run_id,
+        "date": date.isoformat(),
+        "object_uri": spec.uri(final_key),
+        "bytes": size,
+        "rows_read": {
+            "total": sum(report.rows.values()),
+            "tables": {t.name: report.rows.get(t.name, 0) for t in table_list},
+        },
+        "lines_written": report.lines,
+        "invalid": dict(sorted(report.invalid.items())),
+        "replaced": [spec.uri(key) for key in replaced],
+        "duration_s": round(time.monotonic() - started, 3),
+    }
+
+
+def resolve_target(settings: RunSettings) -> tuple[StoreSpec, str]:
+    """The store holding the export's root, and the day folders' parent within it.
+
+    Default: `s3://{bucket}/{client_name}/` with `uploads/` below it. `--output-root` (local
+    or `s3://`) stands for `.../uploads` itself, so day folders sit right under it.
+    """
+    connection = load_connection(settings.connection) if settings.connection else None
+    region = settings.region or (connection.region if connection else None)
+    endpoint = settings.endpoint_url or (connection.endpoint_url if connection else None)
+    common = dict(region=region, endpoint_url=endpoint, connection=settings.connection)
+    root = settings.output_root
+    if root and not root.startswith("s3://"):
+        return StoreSpec(kind="local", local_root=root), ""
+    if root:
+        bucket, prefix = parse_s3_uri(root)
+        base = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+        return StoreSpec(kind="s3", bucket=bucket, base=base, **common), ""
+    client_name = settings.client_name or (connection.client_name if connection else None)
+    if not client_name:
+        raise UsageError("no destination: give --connection NAME, or --client-name (or --output-root)")
+    layout.check_client_name(client_name)
+    bucket = settings.bucket or (connection.bucket if connection else None) or DEFAULT_BUCKET
+    return StoreSpec(kind="s3", bucket=bucket, base=f"{client_name}/", **common), "uploads/"
+
+
+def _check_settings(settings: RunSettings) -> None:
+    layout.check_export_name(settings.export_name)
+    if settings.compression not in COMPRESSIONS:
+        raise UsageError(f"compression {settings.compression!r} must be one of {', '.join(COMPRESSIONS)}")
+    if settings.rejects and not settings.skip_invalid_records:
+        raise UsageError("--rejects needs --skip-invalid-records (without it the first invalid row stops the run)")
+
+
+def beam_options(beam_args) -> PipelineOptions:
+    args = list(beam_args)
+    if not any(a == "--runner" or a.startswith("--runner=") for a in args):
+        args = [*DEFAULT_BEAM_ARGS, *args]
+    return PipelineOptions(args)
+
+
+def _run_pipeline(settings: RunSettings, plan: ExportPlan) -> RunReport:
+    pipeline = build_pipeline(settings, plan, beam_options(settings.beam_args))
+    log.info("running the pipeline (run %s)", plan.run_id)
+    try:
+        pipeline.run().wait_until_finish()
+    except Exception as error:  # Beam wraps worker errors; recover ours by name
+        raise _pipeline_failure(error) from error
+    store = plan.store_spec.open()
+    return RunReport.from_json(store.get(plan.staging + MANIFEST_NAME))
+
+
+_WORKER_ERROR = re.compile(r"\b(SchemaError|StorageError|ConfigError|UsageError): (.+)")
+_ERROR_TYPES = {"SchemaError": SchemaError, "StorageError": StorageError, "ConfigError": UsageError, "UsageError": UsageError}
+
+
+def _pipeline_failure(error: Exception) -> ExportError:
+    """The one-line reason of a failed pipeline: our own error raised in a worker, if any."""
+    if isinstance(error, ExportError):
+        return error
+    match = _WORKER_ERROR.search(str(error))
+    if match:
+        return _ERROR_TYPES[match.group(1)](match.group(2).split(" [while running")[0].strip())
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return ExportError(f"pipeline failed: {lines[-1] if lines else type(error).__name__}")
+
+
+def _check_report(settings: RunSettings, report: RunReport) -> None:
+    invalid = sum(report.invalid.values())
+    if invalid and not settings.skip_invalid_records:
+        raise InvalidRecordsError(
+            f"{report.first_invalid[1]} ({invalid} invalid rows in all; "
+            "--skip-invalid-records drops and counts them)"
+        )
+    if not report.lines and not settings.allow_empty:
+        raise EmptyResultError("no valid lines to export (--allow-empty publishes an empty file)")

@@ -1,0 +1,481 @@
+"""Object stores: an S3 bucket prefix or a local directory, behind one small interface.
+
+This is the only module that builds boto3 clients and parses `s3://` URIs. A `StoreSpec` is
+the picklable, secret-free description of a store that travels to Beam workers; each worker
+calls `open()` in `DoFn.setup` and resolves its credentials where it runs (SPEC §5: secrets
+never ride in pipeline options). Keys are relative to the store's base and use "/".
+Every failure is a one-line `StorageError` naming the object and S3's error code.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import os
+import re
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pipeline import merge
+from pipeline.connections import load_connection
+from pipeline.errors import ConfigError, StorageError, UsageError
+from pipeline.merge import storage_error
+
+__all__ = [
+    "LocalStore",
+    "MAX_DELETE_KEYS",
+    "ObjectInfo",
+    "ObjectStore",
+    "S3Store",
+    "StoreSpec",
+    "make_s3_client",
+    "parse_s3_uri",
+]
+
+MAX_DELETE_KEYS = 1000
+"""Amazon's maximum number of keys in one DeleteObjects request."""
+
+LIST_PAGE_KEYS = 1000
+"""Keys per ListObjectsV2 page; 1000 is also Amazon's maximum."""
+
+CONNECT_TIMEOUT_S = 10
+READ_TIMEOUT_S = 300
+"""Generous: S3 may stay silent for long while it copies a big part server-side."""
+
+RETRY_ATTEMPTS = 5
+
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
+_TEMP_SUFFIX = ".partial"
+"""Ends the name of a LocalStore file being written; `abort_uploads` removes leftovers."""
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """Split `s3://bucket/key` into (bucket, key); the key may be empty (`s3://bucket/`)."""
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        raise UsageError(f"{uri!r} is not an s3:// URI (expected s3://bucket/key)")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if not _BUCKET.fullmatch(bucket):
+        raise UsageError(f"{uri!r}: {bucket!r} is not a valid bucket name")
+    if any(ord(char) < 32 or ord(char) == 127 for char in key):
+        raise UsageError(f"{uri!r}: the key holds a control character")
+    return bucket, key
+
+
+def make_s3_client(
+    *,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+):
+    """A boto3 S3 client with explicit retries and timeouts.
+
+    Without keys, boto3's standard credential chain applies (environment, profile, instance
+    role). An `endpoint_url` (an S3-compatible service) gets path-style addressing.
+    """
+    if (access_key_id is None) != (secret_access_key is None):
+        raise ConfigError("an access key id needs its secret access key, and the reverse")
+    config = Config(
+        retries={"mode": "standard", "max_attempts": RETRY_ATTEMPTS},
+        connect_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=READ_TIMEOUT_S,
+        s3={"addressing_style": "path"} if endpoint_url else None,
+    )
+    # A session per client: sessions are not thread-safe, clients are.
+    session = boto3.session.Session(
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+        region_name=region,
+    )
+    return session.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """An object's key, relative to the store's base, and its size in bytes."""
+
+    key: str
+    size: int
+
+
+class ObjectStore(abc.ABC):
+    """Objects under a base: an S3 bucket prefix or a local directory."""
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        """Write `data` at `key`, replacing any object there; readers never see a partial one."""
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes:
+        """The bytes at `key`; StorageError if there is no such object."""
+
+    @abc.abstractmethod
+    def size(self, key: str) -> int | None:
+        """The size of the object at `key`, or None if there is none."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        """Every object whose key starts with `prefix`, sorted by key."""
+
+    @abc.abstractmethod
+    def delete(self, keys: list[str]) -> None:
+        """Delete the objects at `keys`; a key with no object is not an error."""
+
+    @abc.abstractmethod
+    def compose(
+        self, key: str, sources: list[ObjectInfo], *, content_type: str | None = None
+    ) -> int:
+        """Write the concatenation of `sources` at `key`, all at once; returns its size.
+
+        The order of `sources` may not be kept (SPEC: line order does not matter).
+        """
+
+    @abc.abstractmethod
+    def abort_uploads(self, prefix: str = "") -> list[str]:
+        """Discard unfinished writes to keys under `prefix`; returns their keys."""
+
+    @abc.abstractmethod
+    def uri(self, key: str) -> str:
+        """Where the object at `key` is, for people: `s3://bucket/...` or a local path."""
+
+
+class S3Store(ObjectStore):
+    """Objects under `base` (a key prefix ending in "/", or "") in an S3 bucket."""
+
+    def __init__(self, client, bucket: str, base: str = "", *, page_size: int = LIST_PAGE_KEYS):
+        _check_base(base)
+        self.client = client
+        self.bucket = bucket
+        self.base = base
+        self.page_size = page_size
+
+    def __repr__(self) -> str:
+        return f"S3Store(bucket={self.bucket!r}, base={self.base!r})"
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self.base}{key}"
+
+    def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        extra = {"ContentType": content_type} if content_type else {}
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self.base + key, Body=data, **extra)
+        except (BotoCoreError, ClientError) as exc:
+            raise storage_error("writing", self.uri(key), exc) from exc
+
+    def get(self, key: str) -> bytes:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self.base + key)
+            with response["Body"] as body:
+                return body.read()
+        except (BotoCoreError, ClientError) as exc:
+            raise storage_error("reading", self.uri(key), exc) from exc
+
+    def size(self, key: str) -> int | None:
+        try:
+            response = self.client.head_object(Bucket=self.bucket, Key=self.base + key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise storage_error("reading the size of", self.uri(key), exc) from exc
+        except BotoCoreError as exc:
+            raise storage_error("reading the size of", self.uri(key), exc) from exc
+        return response["ContentLength"]
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(
+            Bucket=self.bucket,
+            Prefix=self.base + prefix,
+            PaginationConfig={"PageSize": self.page_size},
+        )
+        found = []
+        try:
+            for page in pages:
+                for item in page.get("Contents", []):
+                    found.append(ObjectInfo(item["Key"][len(self.base) :], item["Size"]))
+        except (BotoCoreError, ClientError) as exc:
+            raise storage_error("listing", self.uri(prefix) + "*", exc) from exc
+        return sorted(found, key=lambda info: info.key)
+
+    def delete(self, keys: list[str]) -> None:
+        keys = list(dict.fromkeys(keys))
+        for start in range(0, len(keys), MAX_DELETE_KEYS):
+            batch = keys[start : start + MAX_DELETE_KEYS]
+            objects = [{"Key": self.base + key} for key in batch]
+            try:
+                response = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+                )
+            except (BotoCoreError, ClientError) as exc:
+                where = f"{self.uri(batch[0])} and {len(batch) - 1} more"
+                raise storage_error("deleting", where, exc) from exc
+            # DeleteObjects answers 200 even when some keys were refused: check each.
+            errors = response.get("Errors", [])
+            if errors:
+                first = errors[0]
+                others = f" (and {len(errors) - 1} more keys)" if len(errors) > 1 else ""
+                raise StorageError(
+                    f"s3://{self.bucket}/{first.get('Key')}: deleting failed: "
+                    f"{first.get('Code')} ({first.get('Message', '')}){others}"
+                )
+
+    def compose(
+        self, key: str, sources: list[ObjectInfo], *, content_type: str | None = None
+    ) -> int:
+        extra = {"ContentType": content_type} if content_type else {}
+        return merge.compose(
+            self.client,
+            self.bucket,
+            self.base + key,
+            [(self.base + source.key, source.size) for source in sources],
+            **extra,
+        )
+
+    def abort_uploads(self, prefix: str = "") -> list[str]:
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        aborted = []
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.base + prefix):
+                for upload in page.get("Uploads", []):
+                    self._abort(upload["Key"], upload["UploadId"])
+                    aborted.append(upload["Key"][len(self.base) :])
+        except (BotoCoreError, ClientError) as exc:
+            raise storage_error("listing multipart uploads of", self.uri(prefix) + "*", exc) from exc
+        return sorted(aborted)
+
+    def _abort(self, full_key: str, upload_id: str) -> None:
+        try:
+            self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=full_key, UploadId=upload_id
+            )
+        except (BotoCoreError, ClientError) as exc:
+            code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
+            if code == "NoSuchUpload":
+                return  # ended meanwhile (completed or aborted by someone else)
+            where = f"s3://{self.bucket}/{full_key}"
+            raise storage_error("aborting a multipart upload of", where, exc) from exc
+
+
+class LocalStore(ObjectStore):
+    """Objects as files under a local directory; the same layout as in a bucket.
+
+    Files are written to a temp file beside their destination, then renamed into place
+    (`os.replace` is atomic within a file system), so readers never see a partial file.
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"LocalStore(root={str(self.root)!r})"
+
+    def uri(self, key: str) -> str:
+        return str(self.root.joinpath(*key.split("/")))
+
+    def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        path = self._path(key)
+        try:
+            with _write_into_place(path) as file:
+                file.write(data)
+        except OSError as exc:
+            raise storage_error("writing", str(path), exc) from exc
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise storage_error("reading", str(path), exc) from exc
+
+    def size(self, key: str) -> int | None:
+        path = self._path(key)
+        try:
+            return path.stat().st_size if path.is_file() else None
+        except OSError as exc:
+            raise storage_error("reading the size of", str(path), exc) from exc
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        return [
+            ObjectInfo(key, path.stat().st_size)
+            for key, path in self._files(prefix)
+            if not path.name.endswith(_TEMP_SUFFIX)
+        ]
+
+    def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            path = self._path(key)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise storage_error("deleting", str(path), exc) from exc
+            self._prune_empty_dirs(path.parent)
+
+    def compose(
+        self, key: str, sources: list[ObjectInfo], *, content_type: str | None = None
+    ) -> int:
+        path = self._path(key)
+        source_paths = [self._path(source.key) for source in sources]
+        try:
+            with _write_into_place(path) as file:
+                for source in source_paths:
+                    with open(source, "rb") as part:
+                        shutil.copyfileobj(part, file, 1024**2)
+                size = file.tell()
+        except OSError as exc:
+            raise storage_error("composing", str(path), exc) from exc
+        return size
+
+    def abort_uploads(self, prefix: str = "") -> list[str]:
+        """Remove temp files left by a killed put or compose; returns their destination keys."""
+        folder = prefix.rpartition("/")[0]
+        removed = []
+        for key, path in self._files(folder + "/" if folder else ""):
+            if not path.name.endswith(_TEMP_SUFFIX):
+                continue
+            destination = _destination_key(key)
+            if destination is None or not destination.startswith(prefix):
+                continue
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise storage_error("removing", str(path), exc) from exc
+            removed.append(destination)
+        return sorted(removed)
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or any(part in ("", ".", "..") for part in parts):
+            raise StorageError(f"{self.root}: {key!r} is not a valid object key")
+        return self.root.joinpath(*parts)
+
+    def _files(self, prefix: str):
+        """(key, path) of every file under the root whose key starts with `prefix`, sorted."""
+        start = self.root.joinpath(*prefix.rpartition("/")[0].split("/"))
+        found = []
+        try:
+            for directory, _, names in os.walk(start):
+                for name in names:
+                    path = Path(directory, name)
+                    key = path.relative_to(self.root).as_posix()
+                    if key.startswith(prefix):
+                        found.append((key, path))
+        except OSError as exc:
+            raise storage_error("listing", str(start), exc) from exc
+        return sorted(found)
+
+    def _prune_empty_dirs(self, directory: Path) -> None:
+        """Remove directories emptied by a delete, up to the root: S3 has no empty folders."""
+        while directory != self.root and self.root in directory.parents:
+            try:
+                directory.rmdir()
+            except OSError:
+                return
+            directory = directory.parent
+
+
+@contextlib.contextmanager
+def _write_into_place(destination: Path):
+    """A file to write that replaces `destination` atomically when the block ends without error.
+
+    It is written as `.NAME.RANDOM.partial` beside the destination (same file system, so
+    `os.replace` is atomic) and removed on any error; `abort_uploads` removes those a killed
+    process left.
+    """
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temp = destination.with_name(f".{destination.name}.{secrets.token_hex(8)}{_TEMP_SUFFIX}")
+    # Not mkstemp: its mode 0600 would stick to the final file; this one gets the umask's.
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, destination)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def _destination_key(temp_key: str) -> str | None:
+    """The key a LocalStore temp file was being written to: `dir/.name.RANDOM.partial` → `dir/name`."""
+    folder, _, name = temp_key.rpartition("/")
+    if not name.startswith("."):
+        return None
+    stem = name[1 : -len(_TEMP_SUFFIX)].rpartition(".")[0]
+    if not stem:
+        return None
+    return f"{folder}/{stem}" if folder else stem
+
+
+def _check_base(base: str) -> None:
+    if base and not base.endswith("/"):
+        raise ValueError(f"a store base must end with '/' or be empty, got {base!r}")
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """A store's description without secrets: picklable, safe to ship to Beam workers.
+
+    `kind` is "s3" (`bucket`, `base`, `region`, `endpoint_url`, and the `connection` whose
+    keys to use, looked up in `connections_home`; no connection: the standard AWS chain) or
+    "local" (`local_root`, `base`).
+    """
+
+    kind: str
+    bucket: str = ""
+    base: str = ""
+    local_root: str = ""
+    region: str | None = None
+    endpoint_url: str | None = None
+    connection: str | None = None
+    connections_home: str | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("s3", "local"):
+            raise ValueError(f"a store kind is 's3' or 'local', got {self.kind!r}")
+        _check_base(self.base)
+        if self.kind == "s3" and not _BUCKET.fullmatch(self.bucket):
+            raise ValueError(f"an s3 store needs a valid bucket name, got {self.bucket!r}")
+        if self.kind == "local" and not self.local_root:
+            raise ValueError("a local store needs a local_root")
+
+    @classmethod
+    def from_uri(cls, uri: str, **s3_fields) -> StoreSpec:
+        """A spec for `s3://bucket/prefix` (base `prefix/`) or a local directory path.
+
+        `s3_fields` (region, endpoint_url, connection, connections_home) apply to S3 only.
+        """
+        if uri.startswith("s3://"):
+            bucket, prefix = parse_s3_uri(uri)
+            base = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+            return cls(kind="s3", bucket=bucket, base=base, **s3_fields)
+        if "://" in uri:
+            raise UsageError(f"{uri!r}: expected an s3:// URI or a local path")
+        return cls(kind="local", local_root=os.fspath(uri))
+
+    def uri(self, key: str) -> str:
+        if self.kind == "s3":
+            return f"s3://{self.bucket}/{self.base}{key}"
+        return os.path.join(self.local_root, self.base, key)
+
+    def open(self) -> ObjectStore:
+        """The store, with credentials resolved here (call it on the worker, in setup)."""
+        if self.kind == "local":
+            return LocalStore(Path(self.local_root, self.base))
+        if self.connection is None:
+            client = make_s3_client(region=self.region, endpoint_url=self.endpoint_url)
+        else:
+            connection = load_connection(self.connection, self.connections_home)
+            client = make_s3_client(
+                access_key_id=connection.access_key_id,
+                secret_access_key=connection.secret_access_key,
+                region=self.region or connection.region,
+                endpoint_url=self.endpoint_url or connection.endpoint_url,
+            )
+        return S3Store(client, self.bucket, self.base)

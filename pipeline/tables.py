@@ -1,0 +1,271 @@
+"""Finds the tables of a run and checks every schema before any data is read (SPEC §2).
+
+A table is a Parquet file, a directory of Parquet files, or a CSV file (`.csv`, `.csv.gz`),
+local or on `s3://` (read with the standard AWS credential chain, never the partner's
+connection). The result is a list of `Table`s and the `ReadTask`s that the pipeline reads
+in parallel, one per Parquet row-group range or CSV file.
+"""
+
+import csv
+import dataclasses
+import fnmatch
+import glob
+import io
+import os
+import re
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline import storage
+from pipeline.errors import SchemaError, StorageError, UsageError
+from transforms.krux_line import LineRules, attribute_type_supported
+
+ATTRIBUTE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+CSV_SUFFIXES = (".csv.gz", ".csv")
+PARQUET_SUFFIX = ".parquet"
+# A read task covers whole row groups up to about this many rows: enough to keep Beam's
+# per-element cost negligible, small enough to spread a big file over both cores.
+TASK_ROWS = 500_000
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadTask:
+    """One unit of parallel reading: row groups of one Parquet file, or one CSV file."""
+
+    table: str
+    path: str
+    format: str  # "parquet" | "csv"
+    row_groups: tuple[int, ...] = ()
+    first_row: int | None = None  # row number in the table of the task's first row
+    columns: tuple[str, ...] = ()  # CSV header: every column is read as a string
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    name: str
+    uri: str
+    tasks: tuple[ReadTask, ...]
+    columns: tuple[str, ...]
+
+
+def find_tables(sources, database, table_prefix) -> list[tuple[str, str]]:
+    """(table name, uri) for every `--source` match and every database entry with the prefix."""
+    found = []
+    for source in sources:
+        matches = _expand_glob(source)
+        if not matches:
+            raise UsageError(f"source {source}: no such file or directory")
+        found.extend(matches)
+    if database:
+        entries = [uri for uri in _list_dir(database) if _base_name(uri).startswith(table_prefix)]
+        entries = [uri for uri in entries if _is_table_entry(uri)]
+        if not entries:
+            raise UsageError(f"database {database}: no table whose name starts with {table_prefix!r}")
+        found.extend(entries)
+    if not found:
+        raise UsageError("no tables: give --source or --database")
+    named, seen = [], {}
+    for uri in found:
+        name = _table_name(uri)
+        if name in seen:
+            if seen[name] == uri:
+                continue
+            raise UsageError(f"two tables are named {name}: {seen[name]} and {uri}")
+        seen[name] = uri
+        named.append((name, uri))
+    return named
+
+
+def load_tables(named_uris, rules: LineRules) -> list[Table]:
+    """Reads and checks each table's schema (every file's), and plans its read tasks."""
+    return [_load_table(name, uri, rules) for name, uri in named_uris]
+
+
+def check_columns(table: str, schema: pa.Schema, rules: LineRules, where: str = "") -> None:
+    """SPEC §2: user and segment columns present and string-typed; attributes nameable."""
+    place = f"table {table}{where}"
+    names = schema.names
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SchemaError(f"{place}: column {duplicates[0]} appears more than once")
+    for column in (rules.user_column, rules.segment_column):
+        if column not in names:
+            raise SchemaError(f"{place}: no column {column} (columns: {', '.join(names)})")
+        data_type = schema.field(column).type
+        if not _is_string_type(data_type):
+            raise SchemaError(f"{place}: column {column} is {data_type}, expected a string column")
+    for field in schema:
+        if field.name in (rules.user_column, rules.segment_column):
+            continue
+        if not ATTRIBUTE_NAME_PATTERN.fullmatch(field.name):
+            raise SchemaError(
+                f"{place}: column {field.name!r} cannot be an attribute name "
+                "(allowed: letters, digits, '_', '.', '-')"
+            )
+        if field.name == rules.segment_attribute:
+            raise SchemaError(
+                f"{place}: column {field.name} has the segment attribute's name; "
+                "rename it or choose another --segment-attribute"
+            )
+        if not attribute_type_supported(field.type):
+            raise SchemaError(f"{place}: column {field.name} is {field.type}, which cannot be written as text")
+
+
+def _is_string_type(data_type: pa.DataType) -> bool:
+    if pa.types.is_dictionary(data_type):
+        data_type = data_type.value_type
+    return pa.types.is_string(data_type) or pa.types.is_large_string(data_type) or pa.types.is_null(data_type)
+
+
+def _load_table(name: str, uri: str, rules: LineRules) -> Table:
+    if _is_csv(uri):
+        columns = _csv_header(name, uri)
+        check_columns(name, pa.schema([(c, pa.string()) for c in columns]), rules)
+        return Table(name, uri, (ReadTask(name, uri, "csv", first_row=1, columns=tuple(columns)),), tuple(columns))
+    files = [uri] if not _is_dir(uri) else [u for u in _list_dir(uri) if _is_data_file(u)]
+    if not files:
+        raise SchemaError(f"table {name}: no Parquet files in {uri}")
+    tasks, columns, first_row = [], None, 1
+    for path in sorted(files):
+        metadata = _parquet_metadata(name, path)
+        schema = metadata.schema.to_arrow_schema()
+        check_columns(name, schema, rules, where=f" ({path})" if path != uri else "")
+        columns = columns or tuple(schema.names)
+        for group in _row_group_ranges(metadata):
+            tasks.append(ReadTask(name, path, "parquet", group, first_row))
+            first_row += sum(metadata.row_group(i).num_rows for i in group)
+    return Table(name, uri, tuple(tasks), columns)
+
+
+def _row_group_ranges(metadata) -> list[tuple[int, ...]]:
+    ranges, current, rows = [], [], 0
+    for index in range(metadata.num_row_groups):
+        current.append(index)
+        rows += metadata.row_group(index).num_rows
+        if rows >= TASK_ROWS:
+            ranges.append(tuple(current))
+            current, rows = [], 0
+    if current or not ranges:
+        ranges.append(tuple(current))
+    return ranges
+
+
+def _parquet_metadata(table: str, path: str):
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            return pq.ParquetFile(handle).metadata
+    except (OSError, pa.ArrowException) as error:
+        raise SchemaError(f"table {table}: cannot read Parquet file {path}: {_first_line(error)}") from error
+
+
+def _csv_header(table: str, uri: str) -> list[str]:
+    try:
+        with FileSystems.open(uri) as handle:  # AUTO: .gz decompressed
+            text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+            header = next(csv.reader(text), None)
+    except (OSError, UnicodeDecodeError, EOFError, csv.Error) as error:
+        raise SchemaError(f"table {table}: cannot read CSV file {uri}: {_first_line(error)}") from error
+    if not header:
+        raise SchemaError(f"table {table}: CSV file {uri} has no header row")
+    return header
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def _table_name(uri: str) -> str:
+    name = _base_name(uri)
+    for suffix in (*CSV_SUFFIXES, PARQUET_SUFFIX):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _base_name(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _is_csv(uri: str) -> bool:
+    return uri.endswith(CSV_SUFFIXES)
+
+
+def _is_data_file(uri: str) -> bool:
+    name = _base_name(uri)
+    return not uri.endswith("/") and not name.startswith(("_", ".")) and not _is_csv(uri)
+
+
+def _is_table_entry(uri: str) -> bool:
+    return uri.endswith("/") or _is_csv(uri) or uri.endswith(PARQUET_SUFFIX)
+
+
+# Listing: local paths with os/glob; s3:// with one delimiter listing (directories end in "/").
+
+
+def _expand_glob(pattern: str) -> list[str]:
+    if not pattern.startswith("s3://"):
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        return [m + "/" if os.path.isdir(m) else m for m in matches if os.path.exists(m)]
+    bucket, key = storage.parse_s3_uri(pattern)
+    if not glob.has_magic(key):
+        if key.endswith("/") or _s3_is_dir(bucket, key):
+            return [f"s3://{bucket}/{key.rstrip('/')}/"]
+        return [pattern] if _s3_exists(bucket, key) else []
+    parent = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
+    if glob.has_magic(parent):
+        raise UsageError(f"source {pattern}: a glob may only be in the last part of the path")
+    return [
+        uri
+        for uri in _list_dir(f"s3://{bucket}/{parent}")
+        if fnmatch.fnmatchcase(uri.rstrip("/").rsplit("/", 1)[-1], key.rsplit("/", 1)[-1])
+    ]
+
+
+def _is_dir(uri: str) -> bool:
+    return uri.endswith("/") or (not uri.startswith("s3://") and os.path.isdir(uri))
+
+
+def _list_dir(uri: str) -> list[str]:
+    if not uri.startswith("s3://"):
+        if not os.path.isdir(uri):
+            raise UsageError(f"{uri}: no such directory")
+        root = uri.rstrip("/")
+        entries = sorted(os.listdir(root))
+        return [f"{root}/{e}/" if os.path.isdir(f"{root}/{e}") else f"{root}/{e}" for e in entries]
+    bucket, key = storage.parse_s3_uri(uri)
+    prefix = key.rstrip("/") + "/" if key else ""
+    client = storage.make_s3_client()
+    entries = []
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            entries += [f"s3://{bucket}/{p['Prefix']}" for p in page.get("CommonPrefixes", [])]
+            entries += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", []) if o["Key"] != prefix]
+    except Exception as error:
+        raise _listing_error(uri, error) from error
+    return sorted(entries)
+
+
+def _s3_is_dir(bucket: str, key: str) -> bool:
+    client = storage.make_s3_client()
+    try:
+        page = client.list_objects_v2(Bucket=bucket, Prefix=key.rstrip("/") + "/", MaxKeys=1)
+    except Exception as error:
+        raise _listing_error(f"s3://{bucket}/{key}", error) from error
+    return page.get("KeyCount", 0) > 0
+
+
+def _s3_exists(bucket: str, key: str) -> bool:
+    client = storage.make_s3_client()
+    try:
+        page = client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+    except Exception as error:
+        raise _listing_error(f"s3://{bucket}/{key}", error) from error
+    return any(o["Key"] == key for o in page.get("Contents", []))
+
+
+def _listing_error(uri: str, error: Exception) -> StorageError:
+    return StorageError(f"cannot list {uri}: {_first_line(error)}")

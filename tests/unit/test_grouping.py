@@ -1,0 +1,397 @@
+"""Grouping by user (SPEC §3, Grouping): triples, stable partitions, one line per user."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from transforms import grouping
+from transforms.grouping import group_lines, partition_ids, split_by_partition, to_triples
+from transforms.krux_line import NormalizedBatch
+
+SEGMENT = "segment"
+
+
+def make_batch(users, segments, **attributes):
+    """A NormalizedBatch of valid rows: each attribute is a list of value lists per row."""
+    rows = len(users)
+    return NormalizedBatch(
+        user=pa.array(users, pa.string()),
+        segments=pa.array(segments, pa.list_(pa.string())),
+        attributes=tuple(
+            (name, pa.array(values, pa.list_(pa.string()))) for name, values in attributes.items()
+        ),
+        reasons=pa.nulls(rows, pa.string()),
+        reason_columns=pa.nulls(rows, pa.string()),
+    )
+
+
+def triples(*rows):
+    """A triples table from `(user, attr, value)` tuples."""
+    users, attrs, values = zip(*rows) if rows else ((), (), ())
+    return pa.table(
+        {
+            "user": pa.array(users, pa.string()),
+            "attr": pa.array(attrs, pa.string()),
+            "value": pa.array(values, pa.string()),
+        }
+    )
+
+
+def rows_of(table):
+    return sorted(zip(*(table.column(name).to_pylist() for name in ("user", "attr", "value"))))
+
+
+# -- to_triples ------------------------------------------------------------------------------
+
+
+def test_to_triples_gives_segments_under_the_segment_attribute_and_each_list_value():
+    norm = make_batch(
+        ["u1", "u2"],
+        [["seg1", "seg2"], []],
+        email=[[], ["b@x.com"]],
+        interests=[["golf", "tennis"], ["chess"]],
+    )
+
+    table = to_triples(norm, SEGMENT)
+
+    assert table.schema == grouping.TRIPLES_SCHEMA
+    assert rows_of(table) == [
+        ("u1", "interests", "golf"),
+        ("u1", "interests", "tennis"),
+        ("u1", "segment", "seg1"),
+        ("u1", "segment", "seg2"),
+        ("u2", "email", "b@x.com"),
+        ("u2", "interests", "chess"),
+    ]
+
+
+def test_to_triples_uses_the_configured_segment_attribute_name():
+    norm = make_batch(["u1"], [["seg1"]])
+
+    assert rows_of(to_triples(norm, "audience")) == [("u1", "audience", "seg1")]
+
+
+def test_to_triples_drops_repeated_triples_of_a_user_within_a_batch():
+    norm = make_batch(
+        ["u1", "u1", "u2"],
+        [["seg1"], ["seg1", "seg2"], ["seg1"]],
+        city=[["Paris"], ["Paris"], ["Paris"]],
+    )
+
+    assert rows_of(to_triples(norm, SEGMENT)) == [
+        ("u1", "city", "Paris"),
+        ("u1", "segment", "seg1"),
+        ("u1", "segment", "seg2"),
+        ("u2", "city", "Paris"),
+        ("u2", "segment", "seg1"),
+    ]
+
+
+def test_to_triples_keeps_a_value_shared_by_two_attributes_of_one_user():
+    norm = make_batch(["u1"], [["x"]], tag=[["x"]])
+
+    assert rows_of(to_triples(norm, SEGMENT)) == [("u1", "segment", "x"), ("u1", "tag", "x")]
+
+
+def test_to_triples_keeps_every_triple_when_codes_do_not_fit_one_sort_key(monkeypatch):
+    monkeypatch.setattr(grouping, "_MAX_PACKED_KEY", 0)
+    norm = make_batch(["u1", "u1"], [["seg1"], ["seg2"]], city=[["Paris"], ["Paris"]])
+
+    assert rows_of(to_triples(norm, SEGMENT)) == [
+        ("u1", "city", "Paris"),
+        ("u1", "city", "Paris"),
+        ("u1", "segment", "seg1"),
+        ("u1", "segment", "seg2"),
+    ]
+
+
+def test_to_triples_reads_sliced_and_large_typed_arrays():
+    users = pa.array(["skip", "u1", "u2"], pa.large_string())[1:]
+    segments = pa.array([["s0"], ["seg1"], ["seg2"]], pa.large_list(pa.large_string()))[1:]
+    norm = NormalizedBatch(
+        user=users,
+        segments=segments,
+        attributes=(("city", pa.array([["X"], [], ["Rome"]], pa.list_(pa.string()))[1:]),),
+        reasons=pa.nulls(2, pa.string()),
+        reason_columns=pa.nulls(2, pa.string()),
+    )
+
+    assert rows_of(to_triples(norm, SEGMENT)) == [
+        ("u1", "segment", "seg1"),
+        ("u2", "city", "Rome"),
+        ("u2", "segment", "seg2"),
+    ]
+
+
+def test_to_triples_of_rows_without_values_is_empty():
+    norm = make_batch(["u1"], [[]], city=[[]])
+
+    table = to_triples(norm, SEGMENT)
+
+    assert table.num_rows == 0
+    assert table.schema == grouping.TRIPLES_SCHEMA
+
+
+# -- group_lines -----------------------------------------------------------------------------
+
+
+def test_spec_example_row_gives_its_line():
+    norm = make_batch(
+        ["uid1"], [["seg1", "seg2"]], email=[[]], firstname=[["Britty"]], lastname=[["Morris"]]
+    )
+
+    lines = group_lines(to_triples(norm, SEGMENT), SEGMENT)
+
+    assert lines.to_pylist() == ["uid1^segment:seg1,seg2;firstname:Britty;lastname:Morris\n"]
+
+
+def test_a_user_across_tables_gets_the_union_of_its_values_on_one_line():
+    table_a = make_batch(["uid1", "uid2"], [["seg2", "seg1"], ["seg9"]], firstname=[["Britty"], []])
+    table_b = make_batch(["uid1"], [["seg3", "seg1"]], firstname=[["Brit"]])
+    both = pa.concat_tables([to_triples(table_a, SEGMENT), to_triples(table_b, SEGMENT)])
+
+    lines = group_lines(both, SEGMENT)
+
+    assert lines.to_pylist() == [
+        "uid1^segment:seg1,seg2,seg3;firstname:Brit,Britty\n",
+        "uid2^segment:seg9\n",
+    ]
+
+
+def test_repeated_values_of_a_user_are_written_once():
+    lines = group_lines(
+        triples(
+            ("u1", "segment", "seg1"),
+            ("u1", "segment", "seg1"),
+            ("u1", "city", "Paris"),
+            ("u1", "segment", "seg1"),
+            ("u1", "city", "Paris"),
+        ),
+        SEGMENT,
+    )
+
+    assert lines.to_pylist() == ["u1^segment:seg1;city:Paris\n"]
+
+
+def test_values_sort_by_code_point():
+    # 'B' (U+0042) < 'a' (U+0061) < 'z' < 'é' (U+00E9) < '｡' (U+FF61) < '😀' (U+1F600); UTF-16
+    # order would put the emoji's surrogate pair (0xD83D...) before U+FF61.
+    values = ["😀", "z", "a", "é", "｡", "B", "ab", "A"]
+    lines = group_lines(triples(*(("u1", "segment", value) for value in values)), SEGMENT)
+
+    assert lines.to_pylist() == ["u1^segment:A,B,a,ab,z,é,｡,😀\n"]
+
+
+def test_attributes_follow_the_segment_attribute_in_name_order():
+    lines = group_lines(
+        triples(
+            ("u1", "zip", "75001"),
+            ("u1", "age", "42"),
+            ("u1", "segment", "seg1"),
+            ("u1", "Zeta", "z"),
+            ("u1", "sa", "1"),
+            ("u1", "segmentation", "2"),
+        ),
+        SEGMENT,
+    )
+
+    assert lines.to_pylist() == [
+        "u1^segment:seg1;Zeta:z;age:42;sa:1;segmentation:2;zip:75001\n"
+    ]
+
+
+def test_a_user_without_segments_has_no_segment_attribute():
+    lines = group_lines(
+        triples(("u1", "lastname", "Morris"), ("u1", "firstname", "Britty")), SEGMENT
+    )
+
+    assert lines.to_pylist() == ["u1^firstname:Britty;lastname:Morris\n"]
+
+
+def test_a_user_with_only_segments_has_only_the_segment_attribute():
+    lines = group_lines(triples(("u1", "segment", "seg2"), ("u1", "segment", "seg1")), SEGMENT)
+
+    assert lines.to_pylist() == ["u1^segment:seg1,seg2\n"]
+
+
+def test_one_line_per_user_ordered_by_user_each_ending_in_newline():
+    lines = group_lines(
+        triples(
+            ("u2", "segment", "b"),
+            ("U3", "city", "Oslo"),
+            ("u1", "segment", "a"),
+            ("u2", "city", "Rome"),
+            ("u1", "segment", "c"),
+        ),
+        SEGMENT,
+    )
+
+    assert isinstance(lines, pa.Array)
+    assert lines.to_pylist() == [
+        "U3^city:Oslo\n",
+        "u1^segment:a,c\n",
+        "u2^segment:b;city:Rome\n",
+    ]
+
+
+def test_lines_use_the_configured_segment_attribute_name():
+    lines = group_lines(
+        triples(("u1", "age", "42"), ("u1", "audience", "s1"), ("u1", "segment", "x")), "audience"
+    )
+
+    assert lines.to_pylist() == ["u1^audience:s1;age:42;segment:x\n"]
+
+
+def test_group_lines_reads_chunked_and_large_string_columns():
+    first = triples(("u1", "segment", "seg2"), ("u2", "city", "Rome"))
+    second = triples(("u1", "segment", "seg1")).cast(
+        pa.schema([(name, pa.large_string()) for name in ("user", "attr", "value")])
+    )
+    both = pa.concat_tables([first, second], promote_options="permissive")
+
+    assert group_lines(both, SEGMENT).to_pylist() == [
+        "u1^segment:seg1,seg2\n",
+        "u2^city:Rome\n",
+    ]
+
+
+def test_lines_are_the_same_when_codes_do_not_fit_one_sort_key(monkeypatch):
+    table = triples(
+        ("u2", "segment", "b"),
+        ("u1", "city", "Oslo"),
+        ("u1", "segment", "c"),
+        ("u1", "segment", "a"),
+        ("u1", "segment", "c"),
+    )
+    monkeypatch.setattr(grouping, "_MAX_PACKED_KEY", 0)
+
+    assert group_lines(table, SEGMENT).to_pylist() == [
+        "u1^segment:a,c;city:Oslo\n",
+        "u2^segment:b\n",
+    ]
+
+
+def test_empty_triples_give_no_lines():
+    lines = group_lines(triples(), SEGMENT)
+
+    assert isinstance(lines, pa.Array)
+    assert len(lines) == 0
+
+
+# -- partition_ids and split_by_partition ----------------------------------------------------
+
+
+def fnv1a_64(data: bytes) -> int:
+    """64-bit FNV-1a, written from its definition."""
+    value = 0xCBF29CE484222325
+    for byte in data:
+        value = ((value ^ byte) * 0x100000001B3) % 2**64
+    return value
+
+
+def fmix64(value: int) -> int:
+    """MurmurHash3's 64-bit finaliser, written from its definition."""
+    value ^= value >> 33
+    value = (value * 0xFF51AFD7ED558CCD) % 2**64
+    value ^= value >> 33
+    value = (value * 0xC4CEB9FE1A85EC53) % 2**64
+    return value ^ (value >> 33)
+
+
+IDS = ["", "a", "foobar", "uid1", "KUID-0001", "é", "日本語", "😀", "x" * 300, "a\x00b"]
+
+
+def test_reference_fnv1a_matches_published_test_vectors():
+    assert fnv1a_64(b"") == 0xCBF29CE484222325
+    assert fnv1a_64(b"a") == 0xAF63DC4C8601EC8C
+    assert fnv1a_64(b"foobar") == 0x85944171F73967E8
+
+
+@pytest.mark.parametrize("partitions", [1, 7, 16, 1000])
+def test_partition_is_fnv1a_of_utf8_bytes_mixed_by_fmix64(partitions):
+    expected = [fmix64(fnv1a_64(user.encode())) % partitions for user in IDS]
+
+    assert partition_ids(pa.array(IDS), partitions).tolist() == expected
+
+
+def test_partition_ids_are_the_same_in_another_process_with_another_hash_seed():
+    code = (
+        "import pyarrow as pa; from transforms.grouping import partition_ids; "
+        f"print(partition_ids(pa.array({IDS!r}), 97).tolist())"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    output = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+
+    assert output.strip() == str(partition_ids(pa.array(IDS), 97).tolist())
+
+
+def test_partition_ids_do_not_depend_on_the_array_layout():
+    padded = ["pad0", *IDS, "pad1"]
+    expected = partition_ids(pa.array(IDS, pa.string()), 13).tolist()
+
+    layouts = [
+        pa.array(IDS, pa.large_string()),
+        pa.array(padded, pa.string())[1:-1],
+        pa.array(padded, pa.large_string())[1:-1],
+        pa.chunked_array([IDS[:3], IDS[3:4], [], IDS[4:]], pa.string()),
+        pa.chunked_array([pa.array(padded, pa.string())[1:5], pa.array(IDS[4:])]),
+    ]
+
+    for layout in layouts:
+        assert partition_ids(layout, 13).tolist() == expected
+
+
+def test_partition_ids_are_in_range_and_roughly_balanced():
+    users = pa.array([f"user-{number:05d}" for number in range(10_000)])
+
+    ids = partition_ids(users, 10)
+
+    assert ids.min() >= 0 and ids.max() < 10
+    # 1,000 expected per partition, standard deviation about 30.
+    assert np.all(np.abs(np.bincount(ids, minlength=10) - 1_000) < 150)
+
+
+def test_partition_ids_refuse_fewer_than_one_partition():
+    with pytest.raises(ValueError, match="partitions"):
+        partition_ids(pa.array(["u1"]), 0)
+
+
+def test_split_by_partition_puts_every_triple_in_its_users_partition_exactly_once():
+    table = triples(
+        *((f"user{number % 40}", "segment", f"seg{number}") for number in range(200)),
+        *((f"user{number}", "city", "Paris") for number in range(0, 40, 3)),
+    )
+
+    parts = split_by_partition(table, 8)
+
+    assert rows_of(pa.concat_tables(part for _, part in parts)) == rows_of(table)
+    assert sorted(partition for partition, _ in parts) == [partition for partition, _ in parts]
+    assert {partition for partition, _ in parts} == set(
+        partition_ids(table.column("user"), 8).tolist()
+    )
+    for partition, part in parts:
+        assert part.num_rows > 0
+        assert set(partition_ids(part.column("user"), 8).tolist()) == {partition}
+
+
+def test_lines_of_all_partitions_are_the_lines_of_the_whole():
+    table = triples(
+        *((f"user{number % 30}", "segment", f"seg{number % 7}") for number in range(120)),
+        *((f"user{number}", "age", str(number)) for number in range(0, 30, 4)),
+    )
+
+    per_partition = [group_lines(part, SEGMENT) for _, part in split_by_partition(table, 4)]
+
+    assert sorted(line for lines in per_partition for line in lines.to_pylist()) == sorted(
+        group_lines(table, SEGMENT).to_pylist()
+    )
+
+
+def test_split_of_no_triples_is_empty():
+    assert split_by_partition(triples(), 4) == []

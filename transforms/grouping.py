@@ -1,0 +1,232 @@
+"""One Krux line per user (SPEC §3, Grouping), from Arrow arrays without Beam.
+
+A batch becomes `(user, attr, value)` triples; triples are spread over partitions by a stable
+hash of the user id; a partition's triples become one line per user. Everything works on
+whole columns with pyarrow compute and numpy: nothing loops over rows or users in Python.
+"""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from transforms.krux_line import NormalizedBatch
+
+__all__ = ["TRIPLES_SCHEMA", "group_lines", "partition_ids", "split_by_partition", "to_triples"]
+
+TRIPLES_SCHEMA = pa.schema([("user", pa.string()), ("attr", pa.string()), ("value", pa.string())])
+
+# 64-bit FNV-1a (http://www.isthe.com/chongo/tech/comp/fnv/), then MurmurHash3's fmix64 finaliser.
+_FNV_OFFSET_BASIS = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+_FMIX_C1 = np.uint64(0xFF51AFD7ED558CCD)
+_FMIX_C2 = np.uint64(0xC4CEB9FE1A85EC53)
+
+# Largest (user, attr, value) code key packed into one int64 for sorting.
+_MAX_PACKED_KEY = np.iinfo(np.int64).max
+
+
+def to_triples(norm: NormalizedBatch, segment_attribute: str) -> pa.Table:
+    """Flatten a batch of valid rows into `(user, attr, value)` rows, exact repeats dropped.
+
+    Segment values come under `segment_attribute`, each attribute's values under its column
+    name. A user on several rows of a batch repeats its attribute values on each of them;
+    dropping those repeats here shrinks the shuffle, at about the cost of the flattening.
+    """
+    named_lists = [(segment_attribute, norm.segments), *norm.attributes]
+    users = _as_array(pc.cast(norm.user, pa.string()))
+    lists = [_as_array(values) for _, values in named_lists]
+    flat = [pc.cast(pc.list_flatten(values), pa.string()) for values in lists]
+    rows = np.concatenate([_int_codes(pc.list_parent_indices(values)) for values in lists])
+    attr_codes = np.repeat(np.arange(len(lists)), [len(values) for values in flat])
+    values = pa.concat_arrays(flat)
+    names = pa.array([name for name, _ in named_lists], pa.string())
+    if len(values) == 0:
+        return TRIPLES_SCHEMA.empty_table()
+
+    user_encoded = pc.dictionary_encode(users)
+    value_encoded = pc.dictionary_encode(values)
+    user_count, value_count = len(user_encoded.dictionary), len(value_encoded.dictionary)
+    if user_count * len(lists) * value_count <= _MAX_PACKED_KEY:
+        keys = _int_codes(user_encoded.indices)[rows] * len(lists) + attr_codes
+        keys = keys * value_count + _int_codes(value_encoded.indices)
+        order = np.argsort(keys)
+        kept = np.sort(order[_run_starts(keys[order])])  # one row per distinct key, batch order
+        rows, attr_codes, values = rows[kept], attr_codes[kept], values.take(kept)
+    return pa.table(
+        [users.take(rows), names.take(attr_codes), values],
+        schema=TRIPLES_SCHEMA,
+    )
+
+
+def partition_ids(users: pa.Array | pa.ChunkedArray, partitions: int) -> np.ndarray:
+    """Partition number in `[0, partitions)` of each user id, the same in every process.
+
+    The hash is 64-bit FNV-1a over the id's UTF-8 bytes, finished by MurmurHash3's fmix64 so
+    that every bit of the result depends on every byte, taken modulo `partitions`. Python's
+    `hash()` is salted per process and pyarrow 25 has no scalar hash kernel, so the hash is
+    computed with numpy straight from the offsets and data buffers: the result depends only on
+    the text, not on string vs large_string, slicing or chunking. A null hashes as "".
+    """
+    if partitions < 1:
+        raise ValueError(f"partitions must be at least 1, got {partitions}")
+    return (_hash_utf8(users) % np.uint64(partitions)).astype(np.int64)
+
+
+def split_by_partition(triples: pa.Table, partitions: int) -> list[tuple[int, pa.Table]]:
+    """Split triples by the partition of their user, as `(partition, table)` for non-empty ones.
+
+    Each table is compact (taken, not sliced), so it serialises only its own rows.
+    """
+    ids = partition_ids(triples.column("user"), partitions)
+    order = np.argsort(ids, kind="stable")
+    counts = np.bincount(ids, minlength=partitions)
+    ends = np.cumsum(counts)
+    return [
+        (int(p), triples.take(order[ends[p] - counts[p] : ends[p]]))
+        for p in np.flatnonzero(counts)
+    ]
+
+
+def group_lines(triples: pa.Table, segment_attribute: str) -> pa.Array:
+    """One Krux line per distinct user of `triples`, each ending in `\\n`, ordered by user id.
+
+    SPEC §3 Grouping: each attribute's values are the union over the user's rows, repeats
+    dropped, sorted by code point; the segment attribute first, then the others by name.
+    Strings compare by UTF-8 bytes, which orders them as their code points.
+    """
+    if triples.num_rows == 0:
+        return pa.array([], pa.large_string())
+    users, user_codes = _sorted_codes(triples.column("user"))
+    attrs, attr_codes = _sorted_codes(triples.column("attr"))
+    values, value_codes = _sorted_codes(triples.column("value"))
+
+    # The segment attribute sorts before every other name.
+    attr_order = np.argsort(
+        pc.not_equal(attrs, segment_attribute).to_numpy(zero_copy_only=False), kind="stable"
+    )
+    attr_rank = np.empty(len(attrs), np.int64)
+    attr_rank[attr_order] = np.arange(len(attrs))
+    attrs, attr_codes = attrs.take(attr_order), attr_rank[attr_codes]
+
+    user_codes, attr_codes, value_codes = _distinct_sorted(
+        user_codes, attr_codes, value_codes, len(attrs), len(values)
+    )
+    new_user = _run_starts(user_codes)
+    new_group = new_user | _run_starts(attr_codes)
+
+    # "attr:v1,v2" per (user, attr) run, then "user^piece;piece\n" per user run.
+    group_starts = np.flatnonzero(new_group)
+    joined_values = pc.binary_join(
+        _lists(group_starts, values.take(value_codes)), _text(",")
+    )
+    attr_prefixes = pc.binary_join_element_wise(attrs, _text(":"), _text(""))
+    pieces = pc.binary_join_element_wise(
+        attr_prefixes.take(attr_codes[group_starts]), joined_values, _text("")
+    )
+    user_starts = np.flatnonzero(new_user)
+    user_pieces = np.flatnonzero(new_user[new_group])  # first piece of each user
+    body = pc.binary_join(_lists(user_pieces, pieces), _text(";"))
+    return pc.binary_join_element_wise(
+        users.take(user_codes[user_starts]), _text("^"), body, _text("\n"), _text("")
+    )
+
+
+def _text(text: str) -> pa.Scalar:
+    """A large_string scalar: group_lines works in large_string throughout."""
+    return pa.scalar(text, pa.large_string())
+
+
+def _as_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A plain array from an array or a chunked array."""
+    if isinstance(column, pa.ChunkedArray):
+        return column.combine_chunks()
+    return column
+
+
+def _sorted_codes(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """The distinct strings of `column` in byte order, and each row's index into them.
+
+    Hashing the column and sorting only its distinct values is cheaper than sorting the rows.
+    """
+    encoded = _as_array(pc.dictionary_encode(_as_array(pc.cast(column, pa.large_string()))))
+    distinct = encoded.dictionary
+    order = pc.sort_indices(distinct).to_numpy()
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    return distinct.take(order), rank[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def _distinct_sorted(
+    user_codes: np.ndarray,
+    attr_codes: np.ndarray,
+    value_codes: np.ndarray,
+    attr_count: int,
+    value_count: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct `(user, attr, value)` code triples, sorted in that order of precedence.
+
+    The triple packs into one int64 key whenever the code ranges allow (always, short of
+    billions of distinct values), and an int64 sort is several times faster than a lexsort.
+    """
+    user_count = int(user_codes.max()) + 1
+    if user_count * attr_count * value_count <= _MAX_PACKED_KEY:
+        keys = np.sort((user_codes * attr_count + attr_codes) * value_count + value_codes)
+        keys = keys[_run_starts(keys)]
+        rest, value_codes = np.divmod(keys, value_count)
+        user_codes, attr_codes = np.divmod(rest, attr_count)
+        return user_codes, attr_codes, value_codes
+    order = np.lexsort((value_codes, attr_codes, user_codes))
+    user_codes, attr_codes, value_codes = user_codes[order], attr_codes[order], value_codes[order]
+    new = _run_starts(user_codes) | _run_starts(attr_codes) | _run_starts(value_codes)
+    return user_codes[new], attr_codes[new], value_codes[new]
+
+
+def _int_codes(indices: pa.Array) -> np.ndarray:
+    """An Arrow integer array without nulls as an int64 numpy array."""
+    return indices.to_numpy().astype(np.int64, copy=False)
+
+
+def _run_starts(codes: np.ndarray) -> np.ndarray:
+    """True where a sorted code differs from the one before it (and at the first row)."""
+    starts = np.empty(len(codes), bool)
+    if len(codes):
+        starts[0] = True
+        np.not_equal(codes[1:], codes[:-1], out=starts[1:])
+    return starts
+
+
+def _lists(starts: np.ndarray, values: pa.Array) -> pa.Array:
+    """A list array cutting `values` into runs beginning at `starts`."""
+    offsets = np.append(starts, len(values)).astype(np.int64)
+    return pa.LargeListArray.from_arrays(pa.array(offsets), values)
+
+
+def _hash_utf8(strings: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """64-bit FNV-1a of each string's UTF-8 bytes, mixed by fmix64; layout-independent."""
+    array = _as_array(pc.cast(pc.fill_null(strings, ""), pa.large_string()))
+    count = len(array)
+    _, offsets_buffer, data_buffer = array.buffers()
+    offsets = np.frombuffer(offsets_buffer, np.int64)[array.offset : array.offset + count + 1]
+    data = np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.empty(0, np.uint8)
+    lengths = np.diff(offsets)
+
+    # Longest first: at byte position j, the rows still hashing are a prefix of this order, so
+    # the loop runs once per byte position (not per row) and touches each byte once.
+    order = np.argsort(-lengths, kind="stable")
+    starts = offsets[:-1][order]
+    longest = int(lengths[order[0]]) if count else 0
+    active = np.searchsorted(-lengths[order], -np.arange(longest), side="left")
+    hashes = np.full(count, _FNV_OFFSET_BASIS, np.uint64)
+    for position, rows in enumerate(active):
+        head = hashes[:rows]
+        np.bitwise_xor(head, data[starts[:rows] + position], out=head)
+        np.multiply(head, _FNV_PRIME, out=head)
+
+    hashes ^= hashes >> np.uint64(33)
+    hashes *= _FMIX_C1
+    hashes ^= hashes >> np.uint64(33)
+    hashes *= _FMIX_C2
+    hashes ^= hashes >> np.uint64(33)
+    result = np.empty(count, np.uint64)
+    result[order] = hashes
+    return result

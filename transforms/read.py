@@ -1,0 +1,80 @@
+"""`ReadTables`: every table's read tasks, spread over workers, as Arrow record batches.
+
+Whatever the format (Parquet row groups or a CSV file, local or `s3://` through Beam's
+FileSystems), each element is a `TableBatch`, so nothing downstream knows where rows came from.
+"""
+
+from typing import NamedTuple
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.errors import SchemaError
+
+__all__ = ["ReadTables", "TableBatch"]
+
+BATCH_ROWS = 64 * 1024
+CSV_BLOCK_BYTES = 8 * 1024 * 1024
+
+
+class TableBatch(NamedTuple):
+    table: str
+    first_row: int | None  # table row number of the batch's first row, when known
+    batch: pa.RecordBatch
+
+
+class ReadTables(beam.PTransform):
+    """Reads `ReadTask`s (see `pipeline.tables`) in parallel into `TableBatch`es."""
+
+    def __init__(self, tasks, *, batch_rows: int = BATCH_ROWS):
+        super().__init__()
+        self._tasks = list(tasks)
+        self._batch_rows = batch_rows
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "ListReadTasks" >> beam.Create(self._tasks)
+            | "SpreadReadTasks" >> beam.Reshuffle()
+            | "ReadTask" >> beam.ParDo(_ReadTaskFn(self._batch_rows))
+        )
+
+
+class _ReadTaskFn(beam.DoFn):
+    def __init__(self, batch_rows: int):
+        self._batch_rows = batch_rows
+
+    def process(self, task):
+        try:
+            yield from self._read(task)
+        except (OSError, pa.ArrowException, UnicodeDecodeError, EOFError) as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise SchemaError(f"table {task.table}: cannot read {task.path}: {reason}") from error
+
+    def _read(self, task):
+        row = task.first_row
+        for batch in self._batches(task):
+            if batch.num_rows:
+                yield TableBatch(task.table, row, batch)
+                row = row + batch.num_rows if row is not None else None
+
+    def _batches(self, task):
+        if task.format == "parquet":
+            with FileSystems.open(task.path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+                parquet = pq.ParquetFile(handle)
+                yield from parquet.iter_batches(batch_size=self._batch_rows, row_groups=list(task.row_groups))
+            return
+        with FileSystems.open(task.path) as handle:  # AUTO: `.csv.gz` is decompressed
+            reader = pacsv.open_csv(
+                handle,
+                read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={name: pa.string() for name in task.columns},
+                    strings_can_be_null=False,
+                ),
+            )
+            yield from reader

@@ -1,0 +1,92 @@
+"""`RunReport`: what a run read, rejected and wrote, carried as data to the launcher.
+
+Counts travel through the pipeline as elements and are combined into one manifest in
+staging, rather than read from runner metrics, so every runner (and every retry) reports
+exactly what the published shards hold: only the shards named in the manifest are merged.
+"""
+
+import dataclasses
+import json
+
+import apache_beam as beam
+
+__all__ = ["RunReport", "CombineReports", "WriteManifest"]
+
+
+@dataclasses.dataclass
+class RunReport:
+    rows: dict = dataclasses.field(default_factory=dict)  # table -> rows read
+    invalid: dict = dataclasses.field(default_factory=dict)  # reason -> rows
+    first_invalid: list | None = None  # [[table order, row], one-line description]
+    shards: list = dataclasses.field(default_factory=list)  # [key, bytes] per shard
+    lines: int = 0
+    rejects_parts: list = dataclasses.field(default_factory=list)  # paths of rejects parts
+
+    def merge(self, other: "RunReport") -> "RunReport":
+        for table, count in other.rows.items():
+            self.rows[table] = self.rows.get(table, 0) + count
+        for reason, count in other.invalid.items():
+            self.invalid[reason] = self.invalid.get(reason, 0) + count
+        if other.first_invalid and (not self.first_invalid or other.first_invalid[0] < self.first_invalid[0]):
+            self.first_invalid = other.first_invalid
+        self.shards.extend(other.shards)
+        self.lines += other.lines
+        self.rejects_parts.extend(other.rejects_parts)
+        return self
+
+    def to_json(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "RunReport":
+        return cls(**json.loads(data))
+
+
+class _MergeReportsFn(beam.CombineFn):
+    def create_accumulator(self):
+        return RunReport()
+
+    def add_input(self, accumulator, report):
+        return accumulator.merge(report)
+
+    def merge_accumulators(self, accumulators):
+        merged = RunReport()
+        for accumulator in accumulators:
+            merged.merge(accumulator)
+        return merged
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+
+class CombineReports(beam.PTransform):
+    """Many partial `RunReport`s (from any number of PCollections) into one."""
+
+    def expand(self, reports):
+        return (
+            reports
+            | "FlattenReports" >> beam.Flatten()
+            | "MergeReports" >> beam.CombineGlobally(_MergeReportsFn())
+        )
+
+
+class WriteManifest(beam.PTransform):
+    """Writes the run's one `RunReport` as JSON to `key` in the export's store."""
+
+    def __init__(self, store_spec, key: str):
+        super().__init__()
+        self._store_spec = store_spec
+        self._key = key
+
+    def expand(self, report):
+        return report | "PutManifest" >> beam.ParDo(_PutManifestFn(self._store_spec, self._key))
+
+
+class _PutManifestFn(beam.DoFn):
+    def __init__(self, store_spec, key):
+        self._store_spec = store_spec
+        self._key = key
+
+    def process(self, report):
+        self._store_spec.open().put(self._key, report.to_json())
+        yield self._key
