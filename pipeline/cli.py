@@ -20,7 +20,13 @@ log = logging.getLogger("krux_export")
 
 
 class _Parser(argparse.ArgumentParser):
-    """Raises `UsageError` instead of exiting, so `run` can still print its JSON line."""
+    """Raises `UsageError` instead of exiting, so `run` can still print its JSON line.
+
+    No abbreviations: a shortened or mistyped flag must not silently mean another one.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message):
         raise UsageError(message)

@@ -16,7 +16,7 @@ from transforms.lines import CheckRecords, FormatLines
 from transforms.read import ReadTables
 from transforms.rejects import WriteRejects
 from transforms.report import CombineReports, WriteManifest
-from transforms.shards import SHARD_TARGET_BYTES, WriteShards
+from transforms.shards import WriteShards
 
 SHARDS_DIR = "shards/"
 MANIFEST_NAME = "manifest.json"
@@ -30,7 +30,6 @@ class ExportPlan:
     store_spec: object  # pipeline.storage.StoreSpec of the export's root
     staging: str  # key prefix of this run's staging, ending in "/"
     run_id: str
-    shard_target_bytes: int = SHARD_TARGET_BYTES
 
 
 def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam.Pipeline:
@@ -48,15 +47,13 @@ def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam
         checked.valid
         | "ToLines" >> to_lines
         | "WriteShards"
-        >> WriteShards(
-            plan.store_spec, plan.staging + SHARDS_DIR, settings.compression, target_bytes=plan.shard_target_bytes
-        )
+        >> WriteShards(plan.store_spec, plan.staging + SHARDS_DIR, settings.compression)
     )
     reports = [checked[CheckRecords.REPORTS], shard_reports]
     if keep_invalid:
         reports.append(checked[CheckRecords.INVALID_ROWS] | "WriteRejects" >> WriteRejects(settings.rejects, plan.run_id))
     (
-        reports
+        tuple(reports)
         | "CombineReports" >> CombineReports()
         | "WriteManifest" >> WriteManifest(plan.store_spec, plan.staging + MANIFEST_NAME)
     )

@@ -340,7 +340,7 @@ def _describe(exc: BaseException) -> str:
         message = error.get("Message") or ""
         text = f"{code} ({message})" if message else code
     elif isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror
+        text = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
     else:
         text = f"{type(exc).__name__}: {exc}"
     return " ".join(text.split())

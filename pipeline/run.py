@@ -21,7 +21,7 @@ from pipeline.errors import (
     StorageError,
     UsageError,
 )
-from pipeline.export import MANIFEST_NAME, SHARDS_DIR, ExportPlan, build_pipeline
+from pipeline.export import MANIFEST_NAME, ExportPlan, build_pipeline
 from pipeline.settings import COMPRESSIONS, DEFAULT_BUCKET, RunSettings
 from pipeline.storage import ObjectInfo, StoreSpec, parse_s3_uri
 from transforms.krux_line import LineRules

@@ -213,7 +213,8 @@ class S3Store(ObjectStore):
                     Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
                 )
             except (BotoCoreError, ClientError) as exc:
-                where = f"{self.uri(batch[0])} and {len(batch) - 1} more"
+                others = f" and {len(batch) - 1} more keys" if len(batch) > 1 else ""
+                where = self.uri(batch[0]) + others
                 raise storage_error("deleting", where, exc) from exc
             # DeleteObjects answers 200 even when some keys were refused: check each.
             errors = response.get("Errors", [])

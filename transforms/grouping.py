@@ -92,7 +92,8 @@ def group_lines(triples: pa.Table, segment_attribute: str) -> pa.Array:
 
     SPEC §3 Grouping: each attribute's values are the union over the user's rows, repeats
     dropped, sorted by code point; the segment attribute first, then the others by name.
-    Strings compare by UTF-8 bytes, which orders them as their code points.
+    Strings compare by UTF-8 bytes, which orders them as their code points. The triples hold
+    no nulls (they come from valid rows); the lines are one large_string array.
     """
     if triples.num_rows == 0:
         return pa.array([], pa.large_string())
@@ -116,9 +117,7 @@ def group_lines(triples: pa.Table, segment_attribute: str) -> pa.Array:
 
     # "attr:v1,v2" per (user, attr) run, then "user^piece;piece\n" per user run.
     group_starts = np.flatnonzero(new_group)
-    joined_values = pc.binary_join(
-        _lists(group_starts, values.take(value_codes)), _text(",")
-    )
+    joined_values = pc.binary_join(_lists(group_starts, values.take(value_codes)), _text(","))
     attr_prefixes = pc.binary_join_element_wise(attrs, _text(":"), _text(""))
     pieces = pc.binary_join_element_wise(
         attr_prefixes.take(attr_codes[group_starts]), joined_values, _text("")
@@ -205,16 +204,18 @@ def _hash_utf8(strings: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """64-bit FNV-1a of each string's UTF-8 bytes, mixed by fmix64; layout-independent."""
     array = _as_array(pc.cast(pc.fill_null(strings, ""), pa.large_string()))
     count = len(array)
+    if count == 0:
+        return np.empty(0, np.uint64)
     _, offsets_buffer, data_buffer = array.buffers()
     offsets = np.frombuffer(offsets_buffer, np.int64)[array.offset : array.offset + count + 1]
-    data = np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.empty(0, np.uint8)
+    data = np.frombuffer(data_buffer or b"", np.uint8)
     lengths = np.diff(offsets)
 
     # Longest first: at byte position j, the rows still hashing are a prefix of this order, so
     # the loop runs once per byte position (not per row) and touches each byte once.
     order = np.argsort(-lengths, kind="stable")
     starts = offsets[:-1][order]
-    longest = int(lengths[order[0]]) if count else 0
+    longest = int(lengths[order[0]])
     active = np.searchsorted(-lengths[order], -np.arange(longest), side="left")
     hashes = np.full(count, _FNV_OFFSET_BASIS, np.uint64)
     for position, rows in enumerate(active):

@@ -40,9 +40,9 @@ def lines_buffer(lines: pa.Array) -> memoryview:
 class WriteShards(beam.PTransform):
     """Writes line arrays as shards; outputs one `RunReport` (shards, lines) per shard."""
 
-    def __init__(self, store_spec, prefix: str, compression: str, *, target_bytes: int = SHARD_TARGET_BYTES):
+    def __init__(self, store_spec, prefix: str, compression: str, *, target_bytes: int | None = None):
         super().__init__()
-        self._fn = _WriteShardsFn(store_spec, prefix, compression, target_bytes)
+        self._fn = _WriteShardsFn(store_spec, prefix, compression, target_bytes or SHARD_TARGET_BYTES)
 
     def expand(self, lines):
         return lines | "PutShards" >> beam.ParDo(self._fn)

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +14,7 @@ from transforms.grouping import group_lines, partition_ids, split_by_partition, 
 from transforms.krux_line import NormalizedBatch
 
 SEGMENT = "segment"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_batch(users, segments, **attributes):
@@ -325,7 +327,12 @@ def test_partition_ids_are_the_same_in_another_process_with_another_hash_seed():
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     output = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
 
     assert output.strip() == str(partition_ids(pa.array(IDS), 97).tolist())

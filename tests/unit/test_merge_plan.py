@@ -1,5 +1,7 @@
 """plan_parts: S3's part limits (SPEC §4) planned from shard sizes alone."""
 
+import random
+
 import pytest
 
 from pipeline import merge
@@ -106,13 +108,12 @@ def test_no_bytes_at_all_plan_no_parts():
 
 
 def test_a_shard_bigger_than_the_maximum_is_copied_as_near_equal_ranges():
-    size = 11 * GiB + 1  # three ranges: 2 of 3.67 GiB and one byte more on the first
+    size = 11 * GiB + 2  # 11,811,160,066 bytes: 3 ranges of 3,937,053,355, one byte more first
     parts = plan_parts([size])
-    third = size // 3
     assert parts == [
-        copy(0, 0, third + 1),
-        copy(0, third + 1, 2 * third + 1),
-        copy(0, 2 * third + 1, size),
+        copy(0, 0, 3_937_053_356),
+        copy(0, 3_937_053_356, 7_874_106_711),
+        copy(0, 7_874_106_711, 11_811_160_066),
     ]
     check_plan([size], parts)
 
@@ -201,6 +202,31 @@ def test_tight_caps_still_give_valid_plans(sizes, limits):
         max_bytes=limits["max_part_bytes"],
         max_parts=limits["max_parts"],
     )
+
+
+def test_random_shard_sets_give_valid_plans_or_a_reason():
+    rng = random.Random(20261128)
+    planned = 0
+    for _ in range(2_000):
+        sizes = [rng.choice([0, rng.randint(1, 9), rng.randint(10, 60)]) for _ in range(rng.randint(0, 30))]
+        limits = dict(min_part_bytes=10, max_part_bytes=rng.randint(20, 40), max_parts=rng.randint(1, 30))
+        try:
+            parts = plan_parts(sizes, **limits)
+        except ValueError:
+            # Refusing is only allowed when the shards cannot each be a part of their own.
+            big = sum(-(-size // limits["max_part_bytes"]) for size in sizes if size >= 10)
+            small = sum(1 for size in sizes if 0 < size < 10)
+            assert big + min(small, 1) > limits["max_parts"] or small > 1
+            continue
+        planned += 1
+        check_plan(
+            sizes,
+            parts,
+            min_bytes=10,
+            max_bytes=limits["max_part_bytes"],
+            max_parts=limits["max_parts"],
+        )
+    assert planned > 1_000
 
 
 def test_defaults_follow_the_module_constants_at_call_time(monkeypatch):
