@@ -38,7 +38,6 @@ _ENV_PREFIX = "env:"
 _CLIENT_NAME = re.compile(r"[A-Za-z0-9._-]+")
 _REQUIRED_FIELDS = ("client_name", "access_key_id", "secret_access_key")
 _OPTIONAL_FIELDS = ("bucket", "region", "endpoint_url")
-_SECRET_FIELDS = ("access_key_id", "secret_access_key")
 
 
 @dataclass(frozen=True, repr=False)

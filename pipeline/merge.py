@@ -266,6 +266,7 @@ def _send_parts(client, bucket, key, upload_id, sources, plan, max_workers) -> l
 
 
 def _copy_part(client, bucket, key, upload_id, number, piece: Piece, sources) -> str:
+    """Part `number` as a server-side copy of a shard, or of a byte range of it."""
     source_key, source_size = sources[piece.shard]
     request = {
         "Bucket": bucket,
@@ -283,12 +284,16 @@ def _copy_part(client, bucket, key, upload_id, number, piece: Piece, sources) ->
     return response["CopyPartResult"]["ETag"]
 
 
-def _upload_part(client, bucket, key, upload_id, number, pieces: tuple[Piece, ...], sources) -> str:
+def _upload_part(client, bucket, key, upload_id, number, pieces: tuple[Piece, ...], sources):
+    """Part `number` as the concatenation of small shards, downloaded here and sent back."""
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as body:
         for piece in pieces:
-            source_key, _ = sources[piece.shard]
+            source_key, source_size = sources[piece.shard]
+            request = {"Bucket": bucket, "Key": source_key}
+            if (piece.start, piece.stop) != (0, source_size):
+                request["Range"] = f"bytes={piece.start}-{piece.stop - 1}"
             try:
-                response = client.get_object(Bucket=bucket, Key=source_key)
+                response = client.get_object(**request)
                 with response["Body"] as stream:
                     shutil.copyfileobj(stream, body)
             except (BotoCoreError, ClientError) as exc:

@@ -127,10 +127,17 @@ def _check_settings(settings: RunSettings) -> None:
 
 
 def beam_options(beam_args) -> PipelineOptions:
+    """The user's Beam flags, plus our defaults for the runner and a quiet worker log."""
     args = list(beam_args)
-    if not any(a == "--runner" or a.startswith("--runner=") for a in args):
+    if not _has_flag(args, "--runner"):
         args = [*DEFAULT_BEAM_ARGS, *args]
+    if not _has_flag(args, "--default_sdk_harness_log_level"):
+        args.append("--default_sdk_harness_log_level=WARNING")
     return PipelineOptions(args)
+
+
+def _has_flag(args, flag: str) -> bool:
+    return any(a == flag or a.startswith(flag + "=") for a in args)
 
 
 def _run_pipeline(settings: RunSettings, plan: ExportPlan) -> RunReport:

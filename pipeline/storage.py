@@ -180,7 +180,7 @@ class S3Store(ObjectStore):
         try:
             response = self.client.head_object(Bucket=self.bucket, Key=self.base + key)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise storage_error("reading the size of", self.uri(key), exc) from exc
         except BotoCoreError as exc:
@@ -220,7 +220,8 @@ class S3Store(ObjectStore):
             errors = response.get("Errors", [])
             if errors:
                 first = errors[0]
-                others = f" (and {len(errors) - 1} more keys)" if len(errors) > 1 else ""
+                more = len(errors) - 1
+                others = f"; {more} more key{'s' if more > 1 else ''} refused" if more else ""
                 raise StorageError(
                     f"s3://{self.bucket}/{first.get('Key')}: deleting failed: "
                     f"{first.get('Code')} ({first.get('Message', '')}){others}"
@@ -247,17 +248,15 @@ class S3Store(ObjectStore):
                     self._abort(upload["Key"], upload["UploadId"])
                     aborted.append(upload["Key"][len(self.base) :])
         except (BotoCoreError, ClientError) as exc:
-            raise storage_error("listing multipart uploads of", self.uri(prefix) + "*", exc) from exc
+            where = self.uri(prefix) + "*"
+            raise storage_error("listing multipart uploads of", where, exc) from exc
         return sorted(aborted)
 
     def _abort(self, full_key: str, upload_id: str) -> None:
         try:
-            self.client.abort_multipart_upload(
-                Bucket=self.bucket, Key=full_key, UploadId=upload_id
-            )
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=full_key, UploadId=upload_id)
         except (BotoCoreError, ClientError) as exc:
-            code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
-            if code == "NoSuchUpload":
+            if isinstance(exc, ClientError) and _error_code(exc) == "NoSuchUpload":
                 return  # ended meanwhile (completed or aborted by someone else)
             where = f"s3://{self.bucket}/{full_key}"
             raise storage_error("aborting a multipart upload of", where, exc) from exc
@@ -404,7 +403,7 @@ def _write_into_place(destination: Path):
 
 
 def _destination_key(temp_key: str) -> str | None:
-    """The key a LocalStore temp file was being written to: `dir/.name.RANDOM.partial` → `dir/name`."""
+    """The key a LocalStore temp file was for: `dir/.name.RANDOM.partial` gives `dir/name`."""
     folder, _, name = temp_key.rpartition("/")
     if not name.startswith("."):
         return None
@@ -412,6 +411,10 @@ def _destination_key(temp_key: str) -> str | None:
     if not stem:
         return None
     return f"{folder}/{stem}" if folder else stem
+
+
+def _error_code(exc: ClientError) -> str | None:
+    return exc.response.get("Error", {}).get("Code")
 
 
 def _check_base(base: str) -> None:

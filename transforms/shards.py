@@ -23,6 +23,9 @@ __all__ = ["WriteShards", "lines_buffer"]
 SHARD_TARGET_BYTES = 64 * 1024 * 1024
 GZIP_LEVEL = 1
 GZIP_WBITS = 31  # zlib's "gzip container" window bits
+# The compressor holds back output until its buffers fill, so a shard also rolls over after
+# this many times `target_bytes` of input (Krux lines compress about 4-6x at level 1).
+MAX_RATIO = 8
 
 
 def lines_buffer(lines: pa.Array) -> memoryview:
@@ -67,8 +70,9 @@ class _WriteShardsFn(beam.DoFn):
             return
         self._parts.append(self._compressor.compress(data) if self._gzip else bytes(data))
         self._size += len(self._parts[-1])
+        self._input_size += len(data)
         self._lines += len(lines)
-        if self._size >= self._target_bytes:
+        if self._size >= self._target_bytes or self._input_size >= MAX_RATIO * self._target_bytes:
             yield self._put_shard()
             self._start_shard()
 
@@ -78,7 +82,7 @@ class _WriteShardsFn(beam.DoFn):
 
     def _start_shard(self):
         self._compressor = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, GZIP_WBITS) if self._gzip else None
-        self._parts, self._size, self._lines = [], 0, 0
+        self._parts, self._size, self._input_size, self._lines = [], 0, 0, 0
 
     def _put_shard(self) -> RunReport:
         if self._gzip:

@@ -49,7 +49,8 @@ def test_a_connection_loads_with_spec_defaults(tmp_path):
 def test_optional_fields_are_read(tmp_path):
     write_connections(
         tmp_path,
-        DMP + "  bucket: other-bucket\n  region: eu-west-1\n  endpoint_url: http://127.0.0.1:9000\n",
+        DMP
+        + "  bucket: other-bucket\n  region: eu-west-1\n  endpoint_url: http://127.0.0.1:9000\n",
     )
     connection = load_connection("dmp", tmp_path)
     assert (connection.bucket, connection.region, connection.endpoint_url) == (
@@ -103,7 +104,8 @@ def test_a_missing_env_variable_is_named(tmp_path, monkeypatch):
         f"dmp:\n  client_name: c\n  access_key_id: {ACCESS_KEY}\n"
         "  secret_access_key: env:KRUX_SECRET\n",
     )
-    with pytest.raises(ConfigError, match=r"secret_access_key refers to \$KRUX_SECRET, which is not set"):
+    missing = r"secret_access_key refers to \$KRUX_SECRET, which is not set"
+    with pytest.raises(ConfigError, match=missing):
         load_connection("dmp", tmp_path)
 
 
@@ -209,4 +211,3 @@ def test_removing_a_connection_keeps_the_rest(tmp_path):
 
 def test_no_file_means_no_connection_names(tmp_path):
     assert connection_names(tmp_path) == []
-

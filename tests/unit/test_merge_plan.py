@@ -5,13 +5,23 @@ import random
 import pytest
 
 from pipeline import merge
-from pipeline.merge import MAX_PART_BYTES, MAX_PARTS, MIN_PART_BYTES, Part, PartKind, Piece, plan_parts
+from pipeline.merge import (
+    MAX_PART_BYTES,
+    MAX_PARTS,
+    MIN_PART_BYTES,
+    Part,
+    PartKind,
+    Piece,
+    plan_parts,
+)
 
 MiB = 1024**2
 GiB = 1024**3
 
 
-def check_plan(sizes, parts, *, min_bytes=MIN_PART_BYTES, max_bytes=MAX_PART_BYTES, max_parts=MAX_PARTS):
+def check_plan(
+    sizes, parts, *, min_bytes=MIN_PART_BYTES, max_bytes=MAX_PART_BYTES, max_parts=MAX_PARTS
+):
     """Assert S3's rules and that every byte of every shard is in exactly one part."""
     assert len(parts) <= max_parts
     for number, part in enumerate(parts, 1):
@@ -36,7 +46,7 @@ def check_plan(sizes, parts, *, min_bytes=MIN_PART_BYTES, max_bytes=MAX_PART_BYT
         ranges.sort()
         assert ranges[0][0] == 0
         assert ranges[-1][1] == expected[shard]
-        for (_, stop), (start, _) in zip(ranges, ranges[1:]):
+        for (_, stop), (start, _) in zip(ranges, ranges[1:], strict=False):
             assert stop == start, f"shard {shard}: gap or overlap at byte {stop}"
 
 
@@ -208,8 +218,11 @@ def test_random_shard_sets_give_valid_plans_or_a_reason():
     rng = random.Random(20261128)
     planned = 0
     for _ in range(2_000):
-        sizes = [rng.choice([0, rng.randint(1, 9), rng.randint(10, 60)]) for _ in range(rng.randint(0, 30))]
-        limits = dict(min_part_bytes=10, max_part_bytes=rng.randint(20, 40), max_parts=rng.randint(1, 30))
+        count = rng.randint(0, 30)
+        sizes = [rng.choice([0, rng.randint(1, 9), rng.randint(10, 60)]) for _ in range(count)]
+        limits = dict(
+            min_part_bytes=10, max_part_bytes=rng.randint(20, 40), max_parts=rng.randint(1, 30)
+        )
         try:
             parts = plan_parts(sizes, **limits)
         except ValueError:

@@ -1,0 +1,114 @@
+"""The pipeline's transforms on TestPipeline, with expected values written from SPEC by hand."""
+
+import gzip
+import json
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.storage import StoreSpec
+from pipeline.tables import ReadTask
+from transforms.group import GroupByUser
+from transforms.krux_line import LineRules
+from transforms.lines import CheckRecords, FormatLines
+from transforms.read import ReadTables, TableBatch
+from transforms.report import CombineReports, RunReport
+from transforms.shards import WriteShards, lines_buffer
+
+RULES = LineRules()
+
+
+def make_pipeline():
+    return BeamTestPipeline(runner="FnApiRunner")
+
+
+def lines_of(arrays):
+    """A matcher's view of line arrays: every line, without its `\\n`."""
+    return sorted(line for array in arrays for line in bytes(lines_buffer(array)).decode().splitlines())
+
+
+def batch(table, first_row, **columns):
+    return TableBatch(table, first_row, pa.RecordBatch.from_pydict(columns))
+
+
+def test_read_tables_reads_parquet_row_groups_and_csv_with_row_numbers(tmp_path):
+    pq.write_table(pa.table({"user_id": ["a", "b", "c"], "td_segment": ["1", "2", "3"]}), tmp_path / "t.parquet",
+                   row_group_size=2)
+    pacsv.write_csv(pa.table({"user_id": ["x"], "td_segment": ["007"]}), tmp_path / "c.csv")
+    tasks = [
+        ReadTask("t", str(tmp_path / "t.parquet"), "parquet", (0,), 1),
+        ReadTask("t", str(tmp_path / "t.parquet"), "parquet", (1,), 3),
+        ReadTask("c", str(tmp_path / "c.csv"), "csv", first_row=1, columns=("user_id", "td_segment")),
+    ]
+    with make_pipeline() as p:
+        rows = p | ReadTables(tasks) | beam.FlatMap(
+            lambda b: [(b.table, b.first_row + i, r["user_id"], r["td_segment"]) for i, r in enumerate(b.batch.to_pylist())]
+        )
+        # CSV columns are read as strings: "007" keeps its zeros.
+        assert_that(rows, equal_to([("t", 1, "a", "1"), ("t", 2, "b", "2"), ("t", 3, "c", "3"), ("c", 1, "x", "007")]))
+
+
+def test_check_records_routes_valid_rows_invalid_rows_and_counts():
+    batches = [
+        batch("segment_a", 1, user_id=["uid1", "", "uid3"], td_segment=["seg1,seg2", "s", "a^b"],
+              firstname=["Britty", "X", "Y"]),
+        batch("segment_b", 1, user_id=["uid2"], td_segment=["seg3"]),
+    ]
+    with make_pipeline() as p:
+        checked = p | beam.Create(batches) | CheckRecords(RULES, ["segment_a", "segment_b"], keep_invalid=True)
+        lines = checked.valid | FormatLines("segment") | beam.combiners.ToList() | beam.Map(lines_of)
+        assert_that(lines, equal_to([["uid1^segment:seg1,seg2;firstname:Britty", "uid2^segment:seg3"]]), label="lines")
+        invalid = checked[CheckRecords.INVALID_ROWS] | beam.FlatMap(
+            lambda i: zip([i.table] * len(i.reasons), i.reasons.to_pylist(), i.batch.column("user_id").to_pylist())
+        )
+        assert_that(invalid, equal_to([("segment_a", "missing_user_id", ""), ("segment_a", "reserved_character", "uid3")]),
+                    label="invalid")
+        report = (checked[CheckRecords.REPORTS],) | CombineReports()
+        assert_that(
+            report | beam.Map(lambda r: (r.rows, r.invalid, r.first_invalid)),
+            equal_to([({"segment_a": 3, "segment_b": 1}, {"missing_user_id": 1, "reserved_character": 1},
+                       [[0, 2], "table segment_a row 2: missing_user_id in column user_id (value '')"])]),
+            label="report",
+        )
+
+
+def test_group_by_user_unites_a_users_rows_across_tables_sorted():
+    batches = [
+        batch("segment_a", 1, user_id=["u1", "u2"], td_segment=["b,a", "x"], city=["Paris", ""]),
+        batch("segment_b", 1, user_id=["u1", "u1"], td_segment=["c,a", "B"], city=["Berlin", "Paris"], age=[None, 40]),
+    ]
+    with make_pipeline() as p:
+        checked = p | beam.Create(batches) | CheckRecords(RULES, ["segment_a", "segment_b"], keep_invalid=False)
+        lines = checked.valid | GroupByUser("segment", partitions=4) | beam.combiners.ToList() | beam.Map(lines_of)
+        # Values by code point ('B' < 'a'), attributes by name after segment, repeats dropped.
+        assert_that(lines, equal_to([["u1^segment:B,a,b,c;age:40;city:Berlin,Paris", "u2^segment:x"]]))
+
+
+@pytest.mark.parametrize("compression", ["gzip", "none"])
+def test_write_shards_rolls_over_and_the_shards_concatenate_to_all_lines(tmp_path, compression):
+    arrays = [pa.array([f"user{i}^segment:s{i}\n" for i in range(j * 100, j * 100 + 100)]) for j in range(5)]
+    spec = StoreSpec(kind="local", local_root=str(tmp_path))
+    with make_pipeline() as p:
+        reports = p | beam.Create(arrays) | WriteShards(spec, "staging/", compression, target_bytes=500)
+        combined = (reports,) | CombineReports()
+        assert_that(combined | beam.Map(lambda r: (r.lines, len(r.shards) > 1)), equal_to([(500, True)]))
+    files = sorted((tmp_path / "staging").iterdir())
+    data = b"".join(f.read_bytes() for f in files)
+    text = gzip.decompress(data) if compression == "gzip" else data
+    assert sorted(text.decode().splitlines()) == sorted(f"user{i}^segment:s{i}" for i in range(500))
+
+
+def test_run_report_survives_json_and_keeps_the_earliest_invalid_row():
+    first = RunReport(rows={"a": 2}, invalid={"no_attributes": 1}, first_invalid=[[1, 5], "later table"])
+    second = RunReport(rows={"a": 1, "b": 4}, invalid={"no_attributes": 2}, first_invalid=[[0, 9], "earlier table"],
+                       shards=[["k", 10]], lines=3)
+    merged = RunReport.from_json(first.merge(second).to_json())
+    assert merged.rows == {"a": 3, "b": 4} and merged.invalid == {"no_attributes": 3}
+    assert merged.first_invalid == [[0, 9], "earlier table"]
+    assert merged.shards == [["k", 10]] and merged.lines == 3
+    assert json.loads(merged.to_json())["lines"] == 3
