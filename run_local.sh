@@ -8,8 +8,11 @@ PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-# Installs the project and its test extras; quiet when everything is already there.
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+# Installs the project and its test extras; the log is shown only if the install fails.
+if ! .venv/bin/python -m pip install --disable-pip-version-check -e ".[test]" > .venv/install.log 2>&1; then
+    cat .venv/install.log >&2
+    exit 1
+fi
 export PATH="$PWD/.venv/bin:$PATH"
 
 if [ "${1:-}" = "test" ]; then

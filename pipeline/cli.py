@@ -146,7 +146,8 @@ def main(argv=None) -> int:
 
 
 def configure_logging() -> None:
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="krux-export: %(message)s")
+    """Our progress at INFO; other libraries' chatter (Beam's optional-GCP notices) only at ERROR."""
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="krux-export: %(message)s", force=True)
     log.setLevel(logging.INFO)
 
 

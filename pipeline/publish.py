@@ -18,8 +18,10 @@ def sweep_leftovers(store, *, export_name: str, day_dir: str, current_staging: s
     staging_root = layout.staging_dir(export_name)
     stale = [o.key for o in store.list(staging_root) if not o.key.startswith(current_staging)]
     store.delete(stale)
-    aborted = store.abort_uploads(day_dir + export_name)
-    return stale + [key for key in aborted if layout.belongs_to_export(key[len(day_dir) :], export_name)]
+    aborted = store.abort_uploads(
+        day_dir + export_name, only=lambda key: _is_export_object(key, day_dir, export_name)
+    )
+    return stale + aborted
 
 
 def publish(store, *, shards, final_key: str, day_dir: str, export_name: str, append: bool) -> tuple[int, list[str]]:
@@ -40,10 +42,7 @@ def publish_empty(store, *, final_key: str, compression: str, day_dir: str, expo
 
 def remove_superseded(store, day_dir: str, export_name: str, final_key: str) -> list[str]:
     superseded = [
-        o.key
-        for o in store.list(day_dir)
-        if o.key != final_key and "/" not in o.key[len(day_dir) :]
-        and layout.belongs_to_export(o.key[len(day_dir) :], export_name)
+        o.key for o in store.list(day_dir) if o.key != final_key and _is_export_object(o.key, day_dir, export_name)
     ]
     store.delete(superseded)
     return superseded
@@ -51,3 +50,8 @@ def remove_superseded(store, day_dir: str, export_name: str, final_key: str) -> 
 
 def remove_staging(store, staging: str) -> None:
     store.delete([o.key for o in store.list(staging)])
+
+
+def _is_export_object(key: str, day_dir: str, export_name: str) -> bool:
+    name = key[len(day_dir) :]
+    return key.startswith(day_dir) and "/" not in name and layout.belongs_to_export(name, export_name)

@@ -4,12 +4,13 @@ Nothing is published until the pipeline has finished and its report says the lin
 staging is removed whatever happens (success, failure, SIGTERM/SIGINT), in the one `finally`.
 """
 
+import contextlib
 import datetime
 import logging
 import re
 import time
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
 from pipeline import layout, publish, tables
 from pipeline.connections import load_connection
@@ -22,6 +23,7 @@ from pipeline.errors import (
     UsageError,
 )
 from pipeline.export import MANIFEST_NAME, ExportPlan, build_pipeline
+from pipeline.worker_logs import filtered_stderr
 from pipeline.settings import COMPRESSIONS, DEFAULT_BUCKET, RunSettings
 from pipeline.storage import ObjectInfo, StoreSpec, parse_s3_uri
 from transforms.krux_line import LineRules
@@ -141,10 +143,13 @@ def _has_flag(args, flag: str) -> bool:
 
 
 def _run_pipeline(settings: RunSettings, plan: ExportPlan) -> RunReport:
-    pipeline = build_pipeline(settings, plan, beam_options(settings.beam_args))
+    options = beam_options(settings.beam_args)
+    pipeline = build_pipeline(settings, plan, options)
     log.info("running the pipeline (run %s)", plan.run_id)
+    local_workers = options.view_as(DirectOptions).direct_running_mode == "multi_processing"
     try:
-        pipeline.run().wait_until_finish()
+        with filtered_stderr() if local_workers else contextlib.nullcontext():
+            pipeline.run().wait_until_finish()
     except Exception as error:  # Beam wraps worker errors; recover ours by name
         raise _pipeline_failure(error) from error
     store = plan.store_spec.open()

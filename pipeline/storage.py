@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,10 @@ def make_s3_client(
         connect_timeout=CONNECT_TIMEOUT_S,
         read_timeout=READ_TIMEOUT_S,
         s3={"addressing_style": "path"} if endpoint_url else None,
+        # boto3 >= 1.36 adds CRC checksums to every upload by default; several S3-compatible
+        # services refuse them. Only where S3 requires one (TLS already guards the bytes).
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
     )
     # A session per client: sessions are not thread-safe, clients are.
     session = boto3.session.Session(
@@ -137,8 +142,9 @@ class ObjectStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def abort_uploads(self, prefix: str = "") -> list[str]:
-        """Discard unfinished writes to keys under `prefix`; returns their keys."""
+    def abort_uploads(self, prefix: str = "", only: Callable[[str], bool] | None = None) -> list[str]:
+        """Discard unfinished writes to keys under `prefix` (and for which `only` holds);
+        returns their keys."""
 
     @abc.abstractmethod
     def uri(self, key: str) -> str:
@@ -239,12 +245,14 @@ class S3Store(ObjectStore):
             **extra,
         )
 
-    def abort_uploads(self, prefix: str = "") -> list[str]:
+    def abort_uploads(self, prefix: str = "", only: Callable[[str], bool] | None = None) -> list[str]:
         paginator = self.client.get_paginator("list_multipart_uploads")
         aborted = []
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self.base + prefix):
                 for upload in page.get("Uploads", []):
+                    if only is not None and not only(upload["Key"][len(self.base) :]):
+                        continue
                     self._abort(upload["Key"], upload["UploadId"])
                     aborted.append(upload["Key"][len(self.base) :])
         except (BotoCoreError, ClientError) as exc:
@@ -331,7 +339,7 @@ class LocalStore(ObjectStore):
             raise storage_error("composing", str(path), exc) from exc
         return size
 
-    def abort_uploads(self, prefix: str = "") -> list[str]:
+    def abort_uploads(self, prefix: str = "", only: Callable[[str], bool] | None = None) -> list[str]:
         """Remove temp files left by a killed put or compose; returns their destination keys."""
         folder = prefix.rpartition("/")[0]
         removed = []
@@ -340,6 +348,8 @@ class LocalStore(ObjectStore):
                 continue
             destination = _destination_key(key)
             if destination is None or not destination.startswith(prefix):
+                continue
+            if only is not None and not only(destination):
                 continue
             try:
                 path.unlink(missing_ok=True)
