@@ -149,6 +149,8 @@ def configure_logging() -> None:
     """Our progress at INFO; other libraries' chatter (Beam's optional-GCP notices) only at ERROR."""
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="krux-export: %(message)s", force=True)
     log.setLevel(logging.INFO)
+    # Beam logs a worker's failure with its traceback; our one-line reason says it instead.
+    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
 
 
 def _emit_summary(summary: dict, path: str | None) -> None:

@@ -10,7 +10,6 @@ import csv
 import dataclasses
 import fnmatch
 import glob
-import io
 import os
 import re
 
@@ -22,6 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline import storage
 from pipeline.errors import SchemaError, StorageError, UsageError
 from transforms.krux_line import LineRules, attribute_type_supported
+from transforms.read import open_csv_stream
 
 ATTRIBUTE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 CSV_SUFFIXES = (".csv.gz", ".csv")
@@ -163,14 +163,25 @@ def _parquet_metadata(table: str, path: str):
 
 def _csv_header(table: str, uri: str) -> list[str]:
     try:
-        with FileSystems.open(uri) as handle:  # AUTO: .gz decompressed
-            text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
-            header = next(csv.reader(text), None)
-    except (OSError, UnicodeDecodeError, EOFError, csv.Error) as error:
+        with open_csv_stream(uri) as stream:
+            first_line = _read_line(stream)
+        header = next(csv.reader([first_line.decode("utf-8-sig")]), None)
+    except (OSError, UnicodeDecodeError, EOFError, csv.Error, pa.ArrowException) as error:
         raise SchemaError(f"table {table}: cannot read CSV file {uri}: {_first_line(error)}") from error
     if not header:
         raise SchemaError(f"table {table}: CSV file {uri} has no header row")
     return header
+
+
+def _read_line(handle, chunk_bytes: int = 64 * 1024, max_bytes: int = 16 * 1024 * 1024) -> bytes:
+    """The first line of a stream, without reading it all."""
+    data = b""
+    while b"\n" not in data and len(data) < max_bytes:
+        chunk = handle.read(chunk_bytes)
+        if not chunk:
+            break
+        data += chunk
+    return data.split(b"\n", 1)[0].rstrip(b"\r")
 
 
 def _first_line(error: BaseException) -> str:

@@ -231,18 +231,22 @@ def _drop_empty(values: pa.Array, parents: np.ndarray) -> tuple[pa.Array, np.nda
 def _first_occurrences(values: pa.Array, parents: np.ndarray) -> tuple[pa.Array, np.ndarray]:
     """Drops values repeated within a row, keeping the first occurrence (SPEC §3, segments).
 
-    No kernel does this, and ``distinct`` loses the order: each (row, value) pair becomes one
-    integer key, and ``np.unique`` gives the first position of each key.
+    No kernel does this, and ``distinct`` loses the order. Each (row, value) pair becomes one
+    integer key; after a stable sort, the first of each run of equal keys is the first occurrence.
     """
     if len(values) < 2:
         return values, parents
     codes = pc.dictionary_encode(values).indices.to_numpy().astype(np.int64)
     keys = (parents.astype(np.int64) << 32) | codes
-    _, first = np.unique(keys, return_index=True)
-    if len(first) == len(values):
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    first_of_run = np.ones(len(keys), dtype=bool)
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=first_of_run[1:])
+    if first_of_run.all():
         return values, parents
-    first.sort()
-    return values.take(first), parents[first]
+    keep = np.zeros(len(keys), dtype=bool)
+    keep[order[first_of_run]] = True
+    return values.filter(keep), parents[keep]
 
 
 def _pack(values: pa.Array, parents: np.ndarray, num_rows: int) -> pa.Array:

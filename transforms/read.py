@@ -15,7 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.errors import SchemaError
 
-__all__ = ["ReadTables", "TableBatch"]
+__all__ = ["ReadTables", "TableBatch", "open_csv_stream"]
 
 BATCH_ROWS = 64 * 1024
 CSV_BLOCK_BYTES = 8 * 1024 * 1024
@@ -51,7 +51,7 @@ class _ReadTaskFn(beam.DoFn):
     def process(self, task):
         try:
             yield from self._read(task)
-        except (OSError, pa.ArrowException, UnicodeDecodeError, EOFError) as error:
+        except Exception as error:  # whatever breaks here, the file is what the user must check
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise SchemaError(f"table {task.table}: cannot read {task.path}: {reason}") from error
 
@@ -68,9 +68,9 @@ class _ReadTaskFn(beam.DoFn):
                 parquet = pq.ParquetFile(handle)
                 yield from parquet.iter_batches(batch_size=self._batch_rows, row_groups=list(task.row_groups))
             return
-        with FileSystems.open(task.path) as handle:  # AUTO: `.csv.gz` is decompressed
+        with open_csv_stream(task.path) as stream:
             reader = pacsv.open_csv(
-                handle,
+                stream,
                 read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
                 convert_options=pacsv.ConvertOptions(
                     column_types={name: pa.string() for name in task.columns},
@@ -78,3 +78,9 @@ class _ReadTaskFn(beam.DoFn):
                 ),
             )
             yield from reader
+
+
+def open_csv_stream(path: str) -> pa.NativeFile:
+    """A CSV file as an Arrow input stream, local or `s3://`; `.gz` decompressed by Arrow."""
+    stream = pa.PythonFile(FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED), mode="r")
+    return pa.CompressedInputStream(stream, "gzip") if path.endswith(".gz") else stream
