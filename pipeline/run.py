@@ -23,7 +23,7 @@ from pipeline.errors import (
     UsageError,
 )
 from pipeline.export import MANIFEST_NAME, ExportPlan, build_pipeline
-from pipeline.worker_logs import filtered_stderr
+from pipeline.local_workers import filtered_stderr, stop_children
 from pipeline.settings import COMPRESSIONS, DEFAULT_BUCKET, RunSettings
 from pipeline.storage import ObjectInfo, StoreSpec, parse_s3_uri
 from transforms.krux_line import LineRules
@@ -147,11 +147,15 @@ def _run_pipeline(settings: RunSettings, plan: ExportPlan) -> RunReport:
     pipeline = build_pipeline(settings, plan, options)
     log.info("running the pipeline (run %s)", plan.run_id)
     local_workers = options.view_as(DirectOptions).direct_running_mode == "multi_processing"
-    try:
-        with filtered_stderr() if local_workers else contextlib.nullcontext():
+    with filtered_stderr() if local_workers else contextlib.nullcontext():
+        try:
             pipeline.run().wait_until_finish()
-    except Exception as error:  # Beam wraps worker errors; recover ours by name
-        raise _pipeline_failure(error) from error
+        except Exception as error:  # Beam wraps worker errors; recover ours by name
+            raise _pipeline_failure(error) from error
+        except BaseException:  # SIGTERM, Ctrl-C: no worker may write a shard after the cleanup
+            if local_workers:
+                stop_children()
+            raise
     store = plan.store_spec.open()
     return RunReport.from_json(store.get(plan.staging + MANIFEST_NAME))
 

@@ -64,7 +64,9 @@ class NormalizedBatch:
     """
 
     user: pa.Array  # string: user id stripped of white space (null when missing)
-    segments: pa.Array  # list<string>: segment values, stripped, no empties, no repeats, first occurrence order
+    segments: (
+        pa.Array
+    )  # list<string>: segment values, stripped, no empties, no repeats, first occurrence order
     attributes: tuple  # ((name, list<string> array of cleaned rendered values), ...) in table column order
     reasons: pa.Array  # string: InvalidReason value of the first reason that applies, null when valid
     reason_columns: pa.Array  # string: column that caused the reason, null when valid
@@ -142,7 +144,11 @@ def build_lines(norm: NormalizedBatch, segment_attribute: str) -> pa.Array:
     # Repeated texts as arrays, not scalars: binary_join_element_wise is several times slower
     # with scalar arguments (pyarrow 25).
     return pc.binary_join_element_wise(
-        norm.user.cast(text_type), _repeated("^", n, text_type), body, _repeated("\n", n, text_type), ""
+        norm.user.cast(text_type),
+        _repeated("^", n, text_type),
+        body,
+        _repeated("\n", n, text_type),
+        _text("", text_type),
     )
 
 
@@ -171,7 +177,11 @@ def _is_string(data_type: pa.DataType) -> bool:
     """Text from the data itself: the values SPEC §3's reserved-character and length checks cover."""
     if pa.types.is_dictionary(data_type):
         return _is_string(data_type.value_type)
-    return pa.types.is_string(data_type) or pa.types.is_large_string(data_type) or pa.types.is_string_view(data_type)
+    return (
+        pa.types.is_string(data_type)
+        or pa.types.is_large_string(data_type)
+        or pa.types.is_string_view(data_type)
+    )
 
 
 def _scalar_type(data_type: pa.DataType) -> pa.DataType:
@@ -258,7 +268,9 @@ def _pack(values: pa.Array, parents: np.ndarray, num_rows: int) -> pa.Array:
 
 def _value_counts(segments: pa.Array, attributes: list) -> np.ndarray:
     """How many values each row has to write, segments and attributes together."""
-    return sum((np.diff(lists.offsets.to_numpy()) for lists in attributes), np.diff(segments.offsets.to_numpy()))
+    return sum(
+        (np.diff(lists.offsets.to_numpy()) for lists in attributes), np.diff(segments.offsets.to_numpy())
+    )
 
 
 # --- Rendering ---------------------------------------------------------------------------------
@@ -378,7 +390,9 @@ def _holding(strings: pa.Array, characters: bytes) -> np.ndarray:
 
     Several times faster than a regex kernel; null strings count as holding nothing.
     """
-    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int32)[strings.offset : strings.offset + len(strings) + 1]
+    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int32)[
+        strings.offset : strings.offset + len(strings) + 1
+    ]
     found = np.zeros(len(strings), dtype=bool)
     if len(strings) == 0 or offsets[0] == offsets[-1]:
         return found
@@ -409,7 +423,9 @@ def _pair_text(name: str, lists: pa.Array, text_type: pa.DataType) -> pa.Array:
     """``name:v1,v2`` per row, null for rows without values so the ``;`` join skips them."""
     empty = pc.equal(pc.list_value_length(lists), 0)
     if text_type == pa.large_string():
-        lists = pa.LargeListArray.from_arrays(lists.offsets.cast(pa.int64()), lists.values.cast(text_type), mask=empty)
+        lists = pa.LargeListArray.from_arrays(
+            lists.offsets.cast(pa.int64()), lists.values.cast(text_type), mask=empty
+        )
     else:
         lists = pa.ListArray.from_arrays(lists.offsets, lists.values, mask=empty)
     joined = pc.binary_join(lists, _text(",", text_type))  # a null list joins to null
@@ -425,7 +441,9 @@ def _repeated(value: str, length: int, text_type: pa.DataType) -> pa.Array:
     data = value.encode()
     offset_type = np.int64 if text_type == pa.large_string() else np.int32
     offsets = np.arange(length + 1, dtype=offset_type) * len(data)
-    return pa.Array.from_buffers(text_type, length, [None, pa.py_buffer(offsets), pa.py_buffer(data * length)])
+    return pa.Array.from_buffers(
+        text_type, length, [None, pa.py_buffer(offsets), pa.py_buffer(data * length)]
+    )
 
 
 def _text_bytes(norm: NormalizedBatch, segment_attribute: str) -> int:
