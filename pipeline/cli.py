@@ -12,7 +12,7 @@ import sys
 
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
-from pipeline import layout
+from pipeline import connection_commands, layout, schedule_commands
 from pipeline.errors import ExportError, UsageError
 from pipeline.settings import COMPRESSIONS, DEFAULT_EXPORT_NAME, RunSettings
 
@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="export the day's file", description="Run one export. "
                               "Flags not listed here are passed to Beam as pipeline options.")
     add_run_arguments(run)
+    run.set_defaults(handler=_run_command)
+    for module in (connection_commands, schedule_commands):
+        module.register(commands)
     return parser
 
 
@@ -123,16 +126,10 @@ def main(argv=None) -> int:
     try:
         args, beam_args = build_parser().parse_known_args(argv)
         if args.command == "run":
-            check_beam_args(beam_args)
-            settings = settings_from_args(args, beam_args)
-            summary_path = settings.summary_json
-            from pipeline.run import run_export  # Beam and boto3 load only when a run needs them
-
-            summary = run_export(settings)
-            _emit_summary(summary, summary_path)
-            log.info("published %s (%d bytes, %d lines)", summary["object_uri"], summary["bytes"], summary["lines_written"])
-            return 0
-        return 0
+            summary_path = args.summary_json
+        elif beam_args:
+            raise UsageError(f"unknown option {beam_args[0]}")
+        return args.handler(args, beam_args)
     except ExportError as error:
         return _fail(error.exit_code, str(error), is_run, summary_path)
     except (KeyboardInterrupt, Terminated) as error:
@@ -143,6 +140,17 @@ def main(argv=None) -> int:
         return _fail(1, f"unexpected error: {type(error).__name__}: {error}".splitlines()[0], is_run, summary_path)
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _run_command(args, beam_args) -> int:
+    check_beam_args(beam_args)
+    settings = settings_from_args(args, beam_args)
+    from pipeline.run import run_export  # Beam and boto3 load only when a run needs them
+
+    summary = run_export(settings)
+    _emit_summary(summary, settings.summary_json)
+    log.info("published %s (%d bytes, %d lines)", summary["object_uri"], summary["bytes"], summary["lines_written"])
+    return 0
 
 
 def configure_logging() -> None:

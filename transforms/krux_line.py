@@ -248,7 +248,7 @@ def _first_occurrences(values: pa.Array, parents: np.ndarray) -> tuple[pa.Array,
         return values, parents
     codes = pc.dictionary_encode(values).indices.to_numpy().astype(np.int64)
     keys = (parents.astype(np.int64) << 32) | codes
-    order = np.argsort(keys, kind="stable")
+    order = np.argsort(keys, kind="quicksort")
     sorted_keys = keys[order]
     first_of_run = np.ones(len(keys), dtype=bool)
     np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=first_of_run[1:])
