@@ -17,6 +17,9 @@ setup(
         "numpy>=1.24",
         "boto3>=1.34",
         "PyYAML>=6.0",
+        # Cron semantics (names, steps, lists, DST) are subtle; croniter is the maintained
+        # reference implementation that schedulers such as Airflow build on.
+        "croniter>=2.0",
         # igzip: standard gzip members at ~300 MB/s per core against zlib level 6's ~35 MB/s
         # (FACTS.md); the shard writer compresses in its own DoFn with it.
         "isal>=1.6",

@@ -10,8 +10,6 @@ import logging
 import signal
 import sys
 
-from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
-
 from pipeline import connection_commands, layout, schedule_commands
 from pipeline.errors import ExportError, UsageError
 from pipeline.settings import COMPRESSIONS, DEFAULT_EXPORT_NAME, RunSettings
@@ -43,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
                               "Flags not listed here are passed to Beam as pipeline options.")
     add_run_arguments(run)
     run.set_defaults(handler=_run_command)
+    preview = commands.add_parser("preview", help="print the first lines a run would write; touches no storage",
+                                  description="Print the first Krux lines and the invalid rows among those read. "
+                                  "Takes run's options; destination options are ignored.")
+    add_run_arguments(preview)
+    preview.add_argument("--limit", type=int, default=20, metavar="N", help="lines to print (default 20)")
+    preview.set_defaults(handler=_preview_command)
     for module in (connection_commands, schedule_commands):
         module.register(commands)
     return parser
@@ -109,6 +113,8 @@ def settings_from_args(args, beam_args) -> RunSettings:
 
 def check_beam_args(beam_args) -> None:
     """Unknown flags go to Beam; a flag Beam doesn't know either is a typo, not an option."""
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
     parser = _BeamArgumentParser(allow_abbrev=False)
     for options_class in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
         options_class._add_argparse_args(parser)
@@ -119,7 +125,7 @@ def check_beam_args(beam_args) -> None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    configure_logging()
+    configure_logging()  # before Beam is imported: it logs notices at import time
     previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     is_run = bool(argv) and argv[0] == "run"
     summary_path = None
@@ -127,7 +133,7 @@ def main(argv=None) -> int:
         args, beam_args = build_parser().parse_known_args(argv)
         if args.command == "run":
             summary_path = args.summary_json
-        elif beam_args:
+        elif beam_args and args.command != "preview":
             raise UsageError(f"unknown option {beam_args[0]}")
         return args.handler(args, beam_args)
     except ExportError as error:
@@ -150,6 +156,21 @@ def _run_command(args, beam_args) -> int:
     summary = run_export(settings)
     _emit_summary(summary, settings.summary_json)
     log.info("published %s (%d bytes, %d lines)", summary["object_uri"], summary["bytes"], summary["lines_written"])
+    return 0
+
+
+def _preview_command(args, beam_args) -> int:
+    from pipeline.preview import GROUPED_PREVIEW_ROWS, preview
+
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    settings = settings_from_args(args, beam_args)
+    lines, seen = preview(settings, args.limit)
+    for line in lines:
+        print(line)
+    grouped = f" (grouped within the first {GROUPED_PREVIEW_ROWS} rows)" if settings.group_by_user else ""
+    invalid = ", ".join(f"{reason}: {count}" for reason, count in seen["invalid"].items()) or "none"
+    log.info("%d lines from %d rows read%s; invalid rows: %s", len(lines), seen["rows_read"], grouped, invalid)
     return 0
 
 

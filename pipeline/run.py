@@ -26,7 +26,6 @@ from pipeline.export import MANIFEST_NAME, ExportPlan, build_pipeline
 from pipeline.local_workers import filtered_stderr, stop_children
 from pipeline.settings import COMPRESSIONS, DEFAULT_BUCKET, RunSettings
 from pipeline.storage import ObjectInfo, StoreSpec, parse_s3_uri
-from transforms.krux_line import LineRules
 from transforms.rejects import join_rejects
 from transforms.report import RunReport
 
@@ -43,11 +42,8 @@ def run_export(settings: RunSettings, *, now: datetime.datetime | None = None) -
     _check_settings(settings)
     date = settings.date or now.astimezone(datetime.timezone.utc).date()
     spec, uploads_dir = resolve_target(settings)
-    rules = LineRules(settings.user_column, settings.segment_column, settings.segment_attribute)
-
-    found = tables.find_tables(settings.sources, settings.database, settings.table_prefix)
-    log.info("checking %d tables: %s", len(found), ", ".join(name for name, _ in found))
-    table_list = tables.load_tables(found, rules)
+    table_list = tables.tables_of(settings)
+    log.info("%d tables checked: %s", len(table_list), ", ".join(t.name for t in table_list))
 
     run_id = layout.new_run_id(now)
     staging = layout.staging_dir(settings.export_name, run_id)

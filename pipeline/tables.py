@@ -51,6 +51,12 @@ class Table:
     columns: tuple[str, ...]
 
 
+def tables_of(settings) -> list[Table]:
+    """The run's tables (`RunSettings` sources and database), every schema checked."""
+    rules = LineRules(settings.user_column, settings.segment_column, settings.segment_attribute)
+    return load_tables(find_tables(settings.sources, settings.database, settings.table_prefix), rules)
+
+
 def find_tables(sources, database, table_prefix) -> list[tuple[str, str]]:
     """(table name, uri) for every `--source` match and every database entry with the prefix."""
     found = []

@@ -15,7 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.errors import SchemaError
 
-__all__ = ["ReadTables", "TableBatch", "open_csv_stream"]
+__all__ = ["ReadTables", "TableBatch", "open_csv_stream", "read_task"]
 
 BATCH_ROWS = 64 * 1024
 CSV_BLOCK_BYTES = 8 * 1024 * 1024
@@ -56,28 +56,34 @@ class _ReadTaskFn(beam.DoFn):
             raise SchemaError(f"table {task.table}: cannot read {task.path}: {reason}") from error
 
     def _read(self, task):
-        row = task.first_row
-        for batch in self._batches(task):
-            if batch.num_rows:
-                yield TableBatch(task.table, row, batch)
-                row = row + batch.num_rows if row is not None else None
+        return read_task(task, self._batch_rows)
 
-    def _batches(self, task):
-        if task.format == "parquet":
-            with FileSystems.open(task.path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-                parquet = pq.ParquetFile(handle)
-                yield from parquet.iter_batches(batch_size=self._batch_rows, row_groups=list(task.row_groups))
-            return
-        with open_csv_stream(task.path) as stream:
-            reader = pacsv.open_csv(
-                stream,
-                read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={name: pa.string() for name in task.columns},
-                    strings_can_be_null=False,
-                ),
-            )
-            yield from reader
+
+def read_task(task, batch_rows: int = BATCH_ROWS, csv_block_bytes: int = CSV_BLOCK_BYTES):
+    """The `TableBatch`es of one read task, in order, skipping empty batches."""
+    row = task.first_row
+    for batch in _batches(task, batch_rows, csv_block_bytes):
+        if batch.num_rows:
+            yield TableBatch(task.table, row, batch)
+            row = row + batch.num_rows if row is not None else None
+
+
+def _batches(task, batch_rows: int, csv_block_bytes: int):
+    if task.format == "parquet":
+        with FileSystems.open(task.path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            parquet = pq.ParquetFile(handle)
+            yield from parquet.iter_batches(batch_size=batch_rows, row_groups=list(task.row_groups))
+        return
+    with open_csv_stream(task.path) as stream:
+        reader = pacsv.open_csv(
+            stream,
+            read_options=pacsv.ReadOptions(block_size=csv_block_bytes),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in task.columns},
+                strings_can_be_null=False,
+            ),
+        )
+        yield from reader
 
 
 def open_csv_stream(path: str) -> pa.NativeFile:

@@ -1,0 +1,50 @@
+"""`krux-export preview`: the first Krux lines a run would write, without touching storage.
+
+Reads tables in order, a small batch at a time, and stops as soon as it has enough lines,
+so a preview of a billion-row table costs one batch. With `--group-by-user` the lines group
+only the first `GROUPED_PREVIEW_ROWS` rows, which the caller says.
+"""
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import tables
+from transforms.grouping import group_lines, to_triples
+from transforms.krux_line import LineRules, build_lines, normalize
+from transforms.read import read_task
+from transforms.shards import lines_buffer
+
+PREVIEW_BATCH_ROWS = 4096
+GROUPED_PREVIEW_ROWS = 200_000
+
+
+def preview(settings, limit: int) -> tuple[list[str], dict]:
+    """Up to `limit` lines, and what was read: {"rows_read", "invalid": {reason: n}}."""
+    rules = LineRules(settings.user_column, settings.segment_column, settings.segment_attribute)
+    lines, triples, invalid, rows_read = [], [], {}, 0
+    for table in tables.tables_of(settings):
+        for task in table.tasks:
+            for _, _, batch in read_task(task, PREVIEW_BATCH_ROWS):
+                rows_read += batch.num_rows
+                rows = normalize(batch, rules)
+                bad = pc.is_valid(rows.reasons)
+                for item in pc.value_counts(rows.reasons.filter(bad)).to_pylist():
+                    invalid[item["values"]] = invalid.get(item["values"], 0) + item["counts"]
+                rows = rows.filter(pc.invert(bad))
+                if settings.group_by_user:
+                    triples.append(to_triples(rows, rules.segment_attribute))
+                else:
+                    lines += _text_lines(build_lines(rows, rules.segment_attribute))
+                if len(lines) >= limit or rows_read >= GROUPED_PREVIEW_ROWS:
+                    return _finish(lines, triples, rules, limit, rows_read, invalid)
+    return _finish(lines, triples, rules, limit, rows_read, invalid)
+
+
+def _finish(lines, triples, rules, limit, rows_read, invalid):
+    if triples:
+        lines = _text_lines(group_lines(pa.concat_tables(triples), rules.segment_attribute))
+    return lines[:limit], {"rows_read": rows_read, "invalid": dict(sorted(invalid.items()))}
+
+
+def _text_lines(array) -> list[str]:
+    return bytes(lines_buffer(array)).decode("utf-8").splitlines()
