@@ -120,7 +120,12 @@ def check_beam_args(beam_args) -> None:
         options_class._add_argparse_args(parser)
     _, unknown = parser.parse_known_args(list(beam_args))
     if unknown:
-        raise UsageError(f"unknown option {unknown[0]} (see krux-export run --help)")
+        raise UsageError(f"unknown option {_flag_name(unknown[0])} (see krux-export run --help)")
+
+
+def _flag_name(arg: str) -> str:
+    """`--flag` of `--flag=value`: a mistyped flag's value may be a secret, never echo it."""
+    return arg.split("=", 1)[0] if arg.startswith("-") else "(a value without its flag)"
 
 
 def main(argv=None) -> int:
@@ -134,7 +139,7 @@ def main(argv=None) -> int:
         if args.command == "run":
             summary_path = args.summary_json
         elif beam_args and args.command != "preview":
-            raise UsageError(f"unknown option {beam_args[0]}")
+            raise UsageError(f"unknown option {_flag_name(beam_args[0])}")
         return args.handler(args, beam_args)
     except ExportError as error:
         return _fail(error.exit_code, str(error), is_run, summary_path)
