@@ -140,14 +140,11 @@ def build_lines(norm: NormalizedBatch, segment_attribute: str) -> pa.Array:
         # are all null, shortening the result; an empty text keeps such (invalid) rows in place.
         pairs[0] = pc.if_else(pa.array(nothing), _text("", text_type), pairs[0])
     body = pc.binary_join_element_wise(*pairs, _text(";", text_type), null_handling="skip")
-    n = len(norm.user)
-    # Repeated texts as arrays, not scalars: binary_join_element_wise is several times slower
-    # with scalar arguments (pyarrow 25).
     return pc.binary_join_element_wise(
         norm.user.cast(text_type),
-        _repeated("^", n, text_type),
+        _text("^", text_type),
         body,
-        _repeated("\n", n, text_type),
+        _text("\n", text_type),
         _text("", text_type),
     )
 
@@ -248,7 +245,7 @@ def _first_occurrences(values: pa.Array, parents: np.ndarray) -> tuple[pa.Array,
         return values, parents
     codes = pc.dictionary_encode(values).indices.to_numpy().astype(np.int64)
     keys = (parents.astype(np.int64) << 32) | codes
-    order = np.argsort(keys, kind="quicksort")
+    order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
     first_of_run = np.ones(len(keys), dtype=bool)
     np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=first_of_run[1:])
@@ -263,7 +260,7 @@ def _pack(values: pa.Array, parents: np.ndarray, num_rows: int) -> pa.Array:
     """One ``list<string>`` per row from values ordered by row."""
     offsets = np.zeros(num_rows + 1, dtype=np.int32)
     np.cumsum(np.bincount(parents, minlength=num_rows), out=offsets[1:])
-    return pa.ListArray.from_arrays(pa.array(offsets), values.cast(pa.string()))
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
 
 
 def _value_counts(segments: pa.Array, attributes: list) -> np.ndarray:
@@ -317,16 +314,15 @@ def _render_floats(values: pa.Array) -> pa.Array:
 
 
 def _render_half_floats(values: pa.Array) -> pa.Array:
-    """float16 in its own shortest form (``0.1``, not float32's ``0.099975586``).
+    """float16 in its own shortest form (``0.1``, not float32's ``0.099975586``); NaN gives null.
 
     Arrow's cast widens first, so each distinct bit pattern (at most 65,536) is rendered by
     numpy and Python, then spread back over the rows.
     """
-    numbers = values.to_numpy(zero_copy_only=False).astype(np.float16)
+    numbers = values.to_numpy(zero_copy_only=False)  # float16, NaN where null
     patterns, rows = np.unique(numbers.view(np.uint16), return_inverse=True)
     texts = [None if np.isnan(h) else repr(float(str(h))) for h in patterns.view(np.float16)]
-    rendered = pa.array(texts, pa.string()).take(pa.array(rows.ravel()))
-    return pc.if_else(values.is_valid(), rendered, pa.scalar(None, pa.string()))
+    return pa.array(texts, pa.string()).take(pa.array(rows.ravel()))
 
 
 def _render_timestamps(values: pa.Array) -> pa.Array:
@@ -386,9 +382,9 @@ def _first_reasons(
 
 
 def _holding(strings: pa.Array, characters: bytes) -> np.ndarray:
-    """Per string, whether it holds any of ``characters`` (ASCII), by a scan of its bytes.
+    """Per ``string`` value, whether it holds any of ``characters`` (ASCII), by a byte scan.
 
-    Several times faster than a regex kernel; null strings count as holding nothing.
+    Several times faster than a regex kernel.
     """
     offsets = np.frombuffer(strings.buffers()[1], dtype=np.int32)[
         strings.offset : strings.offset + len(strings) + 1
@@ -402,7 +398,7 @@ def _holding(strings: pa.Array, characters: bytes) -> np.ndarray:
         hit |= data == character
     positions = np.flatnonzero(hit) + offsets[0]
     found[np.searchsorted(offsets, positions, side="right") - 1] = True
-    return found & _as_numpy(strings.is_valid())
+    return found
 
 
 def _rows_with(flags: np.ndarray, parents: np.ndarray, num_rows: int) -> np.ndarray:
@@ -434,16 +430,6 @@ def _pair_text(name: str, lists: pa.Array, text_type: pa.DataType) -> pa.Array:
 
 def _text(value: str, text_type: pa.DataType) -> pa.Scalar:
     return pa.scalar(value, text_type)
-
-
-def _repeated(value: str, length: int, text_type: pa.DataType) -> pa.Array:
-    """``value`` ``length`` times, built from buffers rather than a Python list."""
-    data = value.encode()
-    offset_type = np.int64 if text_type == pa.large_string() else np.int32
-    offsets = np.arange(length + 1, dtype=offset_type) * len(data)
-    return pa.Array.from_buffers(
-        text_type, length, [None, pa.py_buffer(offsets), pa.py_buffer(data * length)]
-    )
 
 
 def _text_bytes(norm: NormalizedBatch, segment_attribute: str) -> int:

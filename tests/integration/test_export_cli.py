@@ -236,6 +236,9 @@ def test_usage_errors_exit_2_with_the_failed_summary_line(run):
     assert "/nonexistent/segment_a.parquet" in summary["error"]
     code, summary, _ = run("--source", "x", "--skip-invalid-record")  # neither an abbreviation nor a Beam option
     assert code == 2 and summary["error"].startswith("unknown option --skip-invalid-record ")
+    code, summary, err = run("--source", "x", "--secret-access-key=TOPSECRET")  # never echoed back
+    assert code == 2 and "--secret-access-key" in summary["error"]
+    assert "TOPSECRET" not in summary["error"] + err
 
 
 def test_output_root_writes_the_same_layout_to_a_local_directory(capsys, database, tmp_path):

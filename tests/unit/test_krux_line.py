@@ -5,7 +5,7 @@ program's output.
 """
 
 import math
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -71,9 +71,7 @@ def test_spec_example_row_gives_the_spec_line():
 @pytest.mark.parametrize(
     "row, line",
     [
-        pytest.param(
-            {"td_segment": "a", "x": "1", "y": "2"}, "u^segment:a;x:1;y:2\n", id="all-present"
-        ),
+        pytest.param({"td_segment": "a", "x": "1", "y": "2"}, "u^segment:a;x:1;y:2\n", id="all-present"),
         pytest.param({"td_segment": None, "x": "1", "y": "2"}, "u^x:1;y:2\n", id="no-segments"),
         pytest.param({"td_segment": " , ", "x": None, "y": "2"}, "u^y:2\n", id="only-last"),
         pytest.param({"td_segment": "a,b", "x": "", "y": None}, "u^segment:a,b\n", id="only-segments"),
@@ -182,6 +180,16 @@ def test_segment_repeats_are_dropped_within_a_row_not_across_rows():
     assert norm.segments.to_pylist() == [["a", "b"], ["b", "a"], ["a"]]
 
 
+def test_segment_repeats_keep_first_occurrence_order_on_long_rows():
+    # Long rows, so that an unstable sort inside the de-duplication would show.
+    rng = np.random.default_rng(7)
+    rows = [[f"s{i}" for i in rng.integers(0, 30, size)] for size in rng.integers(1, 200, 50)]
+
+    norm = normalize_columns({"user_id": ["u"] * len(rows), "td_segment": [",".join(row) for row in rows]})
+
+    assert norm.segments.to_pylist() == [list(dict.fromkeys(row)) for row in rows]
+
+
 # -- Invalid records ----------------------------------------------------------------------------
 
 LONG_OK = "é" * 254  # 254 code points, 508 bytes
@@ -236,24 +244,48 @@ def test_each_invalid_reason_at_its_edge(user, segment, name, expected):
     "row, expected",
     [
         pytest.param(
-            {"user_id": None, "td_segment": "a^b", "p": None, "q": None}, (MISSING, "user_id"), id="missing-first"
-        ),
-        pytest.param({"user_id": None, "td_segment": None, "p": None, "q": None}, (MISSING, "user_id"), id="missing-over-nothing"),
-        pytest.param(
-            {"user_id": "u^", "td_segment": LONG_BAD, "p": None, "q": None}, (RESERVED, "user_id"), id="reserved-user-over-long"
+            {"user_id": None, "td_segment": "a^b", "p": None, "q": None},
+            (MISSING, "user_id"),
+            id="missing-first",
         ),
         pytest.param(
-            {"user_id": "u", "td_segment": LONG_BAD, "p": "x;y", "q": None}, (RESERVED, "p"), id="reserved-over-long"
+            {"user_id": None, "td_segment": None, "p": None, "q": None},
+            (MISSING, "user_id"),
+            id="missing-over-nothing",
         ),
         pytest.param(
-            {"user_id": "u", "td_segment": "a^", "p": "x;y", "q": None}, (RESERVED, "td_segment"), id="segment-before-attributes"
+            {"user_id": "u^", "td_segment": LONG_BAD, "p": None, "q": None},
+            (RESERVED, "user_id"),
+            id="reserved-user-over-long",
         ),
         pytest.param(
-            {"user_id": "u^", "td_segment": "a^", "p": None, "q": None}, (RESERVED, "user_id"), id="user-before-segment"
+            {"user_id": "u", "td_segment": LONG_BAD, "p": "x;y", "q": None},
+            (RESERVED, "p"),
+            id="reserved-over-long",
         ),
-        pytest.param({"user_id": "u", "td_segment": None, "p": "x;y", "q": "x^y"}, (RESERVED, "p"), id="column-order"),
-        pytest.param({"user_id": "u", "td_segment": None, "p": LONG_BAD, "q": LONG_BAD}, (TOO_LONG, "p"), id="long-column-order"),
-        pytest.param({"user_id": "u^", "td_segment": None, "p": None, "q": None}, (RESERVED, "user_id"), id="reserved-over-nothing"),
+        pytest.param(
+            {"user_id": "u", "td_segment": "a^", "p": "x;y", "q": None},
+            (RESERVED, "td_segment"),
+            id="segment-before-attributes",
+        ),
+        pytest.param(
+            {"user_id": "u^", "td_segment": "a^", "p": None, "q": None},
+            (RESERVED, "user_id"),
+            id="user-before-segment",
+        ),
+        pytest.param(
+            {"user_id": "u", "td_segment": None, "p": "x;y", "q": "x^y"}, (RESERVED, "p"), id="column-order"
+        ),
+        pytest.param(
+            {"user_id": "u", "td_segment": None, "p": LONG_BAD, "q": LONG_BAD},
+            (TOO_LONG, "p"),
+            id="long-column-order",
+        ),
+        pytest.param(
+            {"user_id": "u^", "td_segment": None, "p": None, "q": None},
+            (RESERVED, "user_id"),
+            id="reserved-over-nothing",
+        ),
     ],
 )
 def test_the_first_reason_and_first_column_win_when_several_apply(row, expected):
@@ -284,8 +316,25 @@ def test_reasons_are_given_per_row():
     ]
 
 
+def test_reserved_characters_at_either_end_of_a_value_flag_only_its_own_row():
+    columns = {
+        "user_id": ["u1", "u2", "u3", "u4", "^u5", "u6^"],
+        "td_segment": ["a", "^b", "c", "d;", "e", "f"],
+        "name": ["x", "y", ",z", "w", "v", "t"],
+    }
+
+    assert reasons_of(columns) == [
+        (None, None),
+        (RESERVED, "td_segment"),
+        (RESERVED, "name"),
+        (RESERVED, "td_segment"),
+        (RESERVED, "user_id"),
+        (RESERVED, "user_id"),
+    ]
+
+
 def test_text_rendered_from_other_types_is_not_checked():
-    when = datetime(2026, 11, 28, 9, 30, tzinfo=timezone.utc)
+    when = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
     columns = {"user_id": ["u"], "td_segment": [None], "at": pa.array([when], pa.timestamp("s", "UTC"))}
 
     assert reasons_of(columns) == [(None, None)]
@@ -323,14 +372,20 @@ def test_reason_strings_are_the_spec_names():
 @pytest.mark.parametrize(
     "column, expected",
     [
-        pytest.param(pa.array([[" b ", None, "", "a", "  ", "b"]]), [["b", "a", "b"]], id="strings-order-kept-no-dedup"),
-        pytest.param(pa.array([None, [], ["x"]], pa.list_(pa.string())), [[], [], ["x"]], id="null-and-empty-lists"),
+        pytest.param(
+            pa.array([[" b ", None, "", "a", "  ", "b"]]), [["b", "a", "b"]], id="strings-order-kept-no-dedup"
+        ),
+        pytest.param(
+            pa.array([None, [], ["x"]], pa.list_(pa.string())), [[], [], ["x"]], id="null-and-empty-lists"
+        ),
         pytest.param(pa.array([[3, None, 1]], pa.list_(pa.int64())), [["3", "1"]], id="ints"),
         pytest.param(pa.array([[2.0, math.nan, 1.5]]), [["2.0", "1.5"]], id="floats-nan-dropped"),
         pytest.param(pa.array([[True, False]]), [["true", "false"]], id="bools"),
         pytest.param(pa.array([["a", "b"]], pa.large_list(pa.large_string())), [["a", "b"]], id="large-list"),
         pytest.param(
-            pa.array([["x", "y"]], pa.list_(pa.dictionary(pa.int32(), pa.string()))), [["x", "y"]], id="dictionary-values"
+            pa.array([["x", "y"]], pa.list_(pa.dictionary(pa.int32(), pa.string()))),
+            [["x", "y"]],
+            id="dictionary-values",
         ),
         pytest.param(pa.array([[None, None]], pa.list_(pa.null())), [[]], id="list-of-nulls"),
     ],
@@ -348,7 +403,9 @@ def test_list_line_joins_values_with_commas():
 def test_null_list_spanning_values_contributes_nothing():
     # Arrow lets a null list's offsets span values; they are not the row's values.
     tags = pa.ListArray.from_arrays(
-        pa.array([0, 1, 3, 4], pa.int32()), pa.array(["a", "hidden", "hidden", "d"]), mask=pa.array([False, True, False])
+        pa.array([0, 1, 3, 4], pa.int32()),
+        pa.array(["a", "hidden", "hidden", "d"]),
+        mask=pa.array([False, True, False]),
     )
 
     assert attribute_values(tags) == [["a"], [], ["d"]]
@@ -422,7 +479,7 @@ def test_a_sliced_batch_gives_the_same_rows_as_a_fresh_one():
         pytest.param(pa.array([date(2026, 11, 28)], pa.date32()), "2026-11-28", id="date32"),
         pytest.param(pa.array([date(2026, 1, 2)], pa.date64()), "2026-01-02", id="date64"),
         pytest.param(pa.array([Decimal("1.50")], pa.decimal128(10, 2)), "1.50", id="decimal"),
-        pytest.param(pa.array([Decimal("-3")], pa.decimal128(5, 0)), "-3", id="decimal-integer"),
+        pytest.param(pa.array([Decimal(-3)], pa.decimal128(5, 0)), "-3", id="decimal-integer"),
         pytest.param(pa.array([Decimal("12.345")], pa.decimal256(40, 3)), "12.345", id="decimal256"),
         pytest.param(pa.array([7], pa.int32()).dictionary_encode(), "7", id="dictionary-int"),
         pytest.param(pa.array(["  x "]).dictionary_encode(), "x", id="dictionary-string-stripped"),
@@ -440,6 +497,7 @@ def test_non_string_values_are_rendered_as_spec_text(column, expected):
         pytest.param(pa.array([math.nan]), id="float64-nan"),
         pytest.param(pa.array([math.nan], pa.float32()), id="float32-nan"),
         pytest.param(pa.array(np.array([np.nan], np.float16)), id="float16-nan"),
+        pytest.param(pa.array([None], pa.float16()), id="float16-null"),
         pytest.param(pa.array([None], pa.float64()), id="float-null"),
         pytest.param(pa.array([None], pa.int64()), id="int-null"),
         pytest.param(pa.array([None], pa.bool_()), id="bool-null"),
@@ -467,6 +525,14 @@ def test_floats_render_row_by_row_in_a_mixed_column():
     ]
 
 
+def test_floats_of_every_magnitude_match_python_repr():
+    rng = np.random.default_rng(11)
+    numbers = rng.standard_normal(5000) * 10.0 ** rng.integers(-30, 30, 5000)
+    numbers = np.concatenate([numbers, np.round(numbers), 10.0 ** np.arange(-20, 23)])
+
+    assert attribute_values(pa.array(numbers)) == [[repr(float(x))] for x in numbers]
+
+
 TOKYO = ZoneInfo("Asia/Tokyo")
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -481,10 +547,14 @@ def timestamps(text: str, unit: str) -> pa.Array:
     [
         pytest.param(timestamps("2026-11-28T09:30:00", "s"), "2026-11-28T09:30:00Z", id="naive-seconds"),
         pytest.param(timestamps("2026-11-28T09:30:00", "ms"), "2026-11-28T09:30:00Z", id="ms-zero-fraction"),
-        pytest.param(timestamps("2026-11-28T09:30:10", "us"), "2026-11-28T09:30:10Z", id="us-zero-fraction-tens"),
+        pytest.param(
+            timestamps("2026-11-28T09:30:10", "us"), "2026-11-28T09:30:10Z", id="us-zero-fraction-tens"
+        ),
         pytest.param(timestamps("2026-11-28T09:30:00", "ns"), "2026-11-28T09:30:00Z", id="ns-zero-fraction"),
         pytest.param(timestamps("2026-11-28T09:30:00.5", "ms"), "2026-11-28T09:30:00.5Z", id="ms-half"),
-        pytest.param(timestamps("2026-11-28T09:30:00.120", "ms"), "2026-11-28T09:30:00.12Z", id="ms-trailing-zero"),
+        pytest.param(
+            timestamps("2026-11-28T09:30:00.120", "ms"), "2026-11-28T09:30:00.12Z", id="ms-trailing-zero"
+        ),
         pytest.param(timestamps("2026-11-28T09:30:00.5", "us"), "2026-11-28T09:30:00.5Z", id="us-half"),
         pytest.param(
             timestamps("2026-11-28T09:30:00.123456", "us"), "2026-11-28T09:30:00.123456Z", id="us-micros"
@@ -497,7 +567,7 @@ def timestamps(text: str, unit: str) -> pa.Array:
         ),
         pytest.param(timestamps("1969-12-31T23:59:59.5", "ms"), "1969-12-31T23:59:59.5Z", id="before-epoch"),
         pytest.param(
-            pa.array([datetime(2026, 11, 28, 9, 30, tzinfo=timezone.utc)], pa.timestamp("s", "UTC")),
+            pa.array([datetime(2026, 11, 28, 9, 30, tzinfo=UTC)], pa.timestamp("s", "UTC")),
             "2026-11-28T09:30:00Z",
             id="utc",
         ),
@@ -507,7 +577,10 @@ def timestamps(text: str, unit: str) -> pa.Array:
             id="tokyo-to-utc",
         ),
         pytest.param(
-            pa.array([datetime(2026, 11, 28, 23, 30, 0, 500000, tzinfo=NEW_YORK)], pa.timestamp("us", "America/New_York")),
+            pa.array(
+                [datetime(2026, 11, 28, 23, 30, 0, 500000, tzinfo=NEW_YORK)],
+                pa.timestamp("us", "America/New_York"),
+            ),
             "2026-11-29T04:30:00.5Z",
             id="new-york-to-utc-next-day",
         ),
