@@ -5,6 +5,7 @@ summary, or `{"status": "failed", "exit_code": N, "error": ...}`. Progress goes 
 """
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="export the day's file", description="Run one export. "
                               "Flags not listed here are passed to Beam as pipeline options.")
     add_run_arguments(run)
+    run.add_argument("--job", metavar="FILE", help="a job file (SPEC §6); flags given here override it")
     run.set_defaults(handler=_run_command)
     preview = commands.add_parser("preview", help="print the first lines a run would write; touches no storage",
                                   description="Print the first Krux lines and the invalid rows among those read. "
@@ -136,9 +138,10 @@ def main(argv=None) -> int:
     summary_path = None
     try:
         args, beam_args = build_parser().parse_known_args(argv)
+        args.given = _given_options(argv)
         if args.command == "run":
             summary_path = args.summary_json
-        elif beam_args and args.command != "preview":
+        elif beam_args and args.command not in ("preview", "schedule"):
             raise UsageError(f"unknown option {_flag_name(beam_args[0])}")
         return args.handler(args, beam_args)
     except ExportError as error:
@@ -156,6 +159,8 @@ def main(argv=None) -> int:
 def _run_command(args, beam_args) -> int:
     check_beam_args(beam_args)
     settings = settings_from_args(args, beam_args)
+    if args.job:
+        settings = _job_settings(args, settings)
     from pipeline.run import run_export  # Beam and boto3 load only when a run needs them
 
     summary = run_export(settings)
@@ -177,6 +182,30 @@ def _preview_command(args, beam_args) -> int:
     invalid = ", ".join(f"{reason}: {count}" for reason, count in seen["invalid"].items()) or "none"
     log.info("%d lines from %d rows read%s; invalid rows: %s", len(lines), seen["rows_read"], grouped, invalid)
     return 0
+
+
+def _job_settings(args, from_flags: RunSettings) -> RunSettings:
+    """The job file's settings, with the flags given on the command line on top."""
+    from pipeline.jobs import load_job, settings_with_overrides
+
+    job = load_job(args.job)
+    fields = {field.name for field in dataclasses.fields(RunSettings)} - {"beam_args"}
+    given = {field: getattr(from_flags, field) for field in args.given & fields}
+    return settings_with_overrides(job.settings, {**given, "beam_args": from_flags.beam_args})
+
+
+# Flag dest -> RunSettings field, where they differ in name.
+_SETTING_OF_FLAG = {"source": "sources"}
+
+
+def _given_options(argv) -> set[str]:
+    """RunSettings fields whose flags appear in argv (`--flag v` or `--flag=v`)."""
+    given = set()
+    for arg in argv:
+        if arg.startswith("--"):
+            dest = arg[2:].split("=", 1)[0].replace("-", "_")
+            given.add(_SETTING_OF_FLAG.get(dest, dest))
+    return given
 
 
 def configure_logging() -> None:

@@ -252,3 +252,24 @@ def test_output_root_writes_the_same_layout_to_a_local_directory(capsys, databas
     assert sorted(gzip.decompress(published.read_bytes()).decode().splitlines()) == sorted([
         "uid1^segment:seg1,seg2;firstname:Britty;lastname:Morris", "uid2^segment:seg3", "uid1^segment:seg2,seg4"])
     assert sorted(p.name for p in out.iterdir()) == [DAY]  # staging removed
+
+
+def test_run_job_file_with_a_flag_that_overrides_it(run, s3, bucket, database, tmp_path):
+    job = tmp_path / "job.yml"
+    job.write_text(
+        "name: daily_krux\n"
+        f"source: {{database: {database.name}}}\n"  # relative to the job file
+        f"client_name: {CLIENT}\n"
+        "result_settings: {export_type: first_party_segment, group_by_user: true, compression: gzip}\n"
+    )
+    code, summary, err = run("--job", str(job), "--compression", "none")
+    assert code == 0, err
+    lines, _ = read_lines(s3, bucket, DAY_PREFIX + "first_party_segment.txt")  # the flag won
+    assert lines == ["uid1^segment:seg1,seg2,seg4;firstname:Britty;lastname:Morris", "uid2^segment:seg3"]
+
+
+def test_run_job_file_with_an_unsupported_export_type_exits_2(run, tmp_path):
+    job = tmp_path / "job.yml"
+    job.write_text("name: j\nsource: {database: .}\nclient_name: c\nresult_settings: {export_type: audience}\n")
+    code, summary, _ = run("--job", str(job))
+    assert code == 2 and "export_type" in summary["error"] and "first_party_segment" in summary["error"]

@@ -1,0 +1,249 @@
+"""Job files (SPEC §6): YAML to a `Job`, whose `RunSettings` are what `run` would take.
+
+Every mistake is a `ConfigError` of one line naming the file, the key and what was expected
+(`job.yml: result_settings.append must be true or false, got 'yes please'`), found when the
+file is loaded, not hours later when the schedule first fires.
+"""
+
+import dataclasses
+import datetime
+import os
+import re
+import zoneinfo
+
+import yaml
+
+from pipeline import layout, schedule
+from pipeline.errors import ConfigError, UsageError
+from pipeline.settings import COMPRESSIONS, DEFAULT_EXPORT_NAME, RunSettings
+
+__all__ = ["Job", "load_job", "settings_with_overrides"]
+
+EXPORT_TYPES = ("first_party_segment",)
+
+_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+# Top-level keys copied as they are onto `RunSettings` fields of the same name.
+_DESTINATION_KEYS = ("client_name", "bucket", "endpoint_url", "region")
+_SOURCE_KEYS = ("database", "table_prefix", "sources", "source", "user_column", "segment_column", "segment_attribute")
+_RESULT_FLAGS = ("skip_invalid_records", "append", "group_by_user", "allow_empty")
+_RESULT_KEYS = ("export_type", *_RESULT_FLAGS, "compression", "export_name")
+_TOP_KEYS = ("name", "timezone", "schedule", "delay", "source", "result_connection", "result_settings",
+             *_DESTINATION_KEYS, "output_root", "rejects", "beam_args")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Job:
+    """A loaded job file: when it runs, and the settings each run starts from."""
+
+    name: str
+    timezone: str = "UTC"
+    schedule: str | None = None
+    delay: datetime.timedelta = datetime.timedelta(0)
+    settings: RunSettings
+    path: str
+
+
+def load_job(path) -> Job:
+    """Reads and checks a job file; relative paths in it are taken from the file's folder."""
+    path = os.fspath(path)
+    document = _JobFile(path)
+    top = document.mapping(document.parse(), "", required=True)
+    document.check_keys(top, _TOP_KEYS, "")
+    base_dir = os.path.dirname(os.path.abspath(path))
+
+    name = document.string(top, "name", required=True)
+    timezone = document.string(top, "timezone") or "UTC"
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        document.fail(f"timezone must be an IANA time zone name such as UTC or Europe/Berlin, got {timezone!r}")
+    expression = document.string(top, "schedule")
+    if expression is not None:
+        try:
+            schedule.cron_fields(expression)
+        except ValueError as error:
+            document.fail(f"schedule {expression!r} {error}")
+    delay = _duration(document, top.get("delay"))
+
+    source = document.mapping(top.get("source"), "source", required=True)
+    document.check_keys(source, _SOURCE_KEYS, "source.")
+    sources = document.strings(source, "sources", "source.")
+    single = document.string(source, "source", "source.")
+    if "sources" in source and single is not None:
+        document.fail("give source.sources (a list) or source.source (one), not both")
+    sources += [single] if single is not None else []
+    database = document.string(source, "database", "source.")
+    if not sources and database is None:
+        document.fail("source needs database (with table_prefix) or sources")
+
+    result = document.mapping(top.get("result_settings"), "result_settings", required=True)
+    document.check_keys(result, _RESULT_KEYS, "result_settings.")
+    export_type = document.string(result, "export_type", "result_settings.", required=True)
+    if export_type not in EXPORT_TYPES:
+        document.fail(f"result_settings.export_type: {export_type!r} is not supported; only first_party_segment")
+    compression = document.string(result, "compression", "result_settings.") or "gzip"
+    if compression not in COMPRESSIONS:
+        document.fail(f"result_settings.compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
+    flags = {key: document.flag(result, key, "result_settings.") for key in _RESULT_FLAGS}
+    export_name = document.string(result, "export_name", "result_settings.") or DEFAULT_EXPORT_NAME
+    document.check_name(layout.check_export_name, export_name, "result_settings.export_name")
+
+    destination = {key: document.string(top, key) for key in _DESTINATION_KEYS}
+    if destination["client_name"] is not None:
+        document.check_name(layout.check_client_name, destination["client_name"], "client_name")
+    connection = document.string(top, "result_connection")
+    output_root = document.string(top, "output_root")
+    if not (connection or destination["client_name"] or output_root):
+        document.fail("no destination: give result_connection, client_name or output_root")
+    rejects = document.string(top, "rejects")
+    if rejects is not None and not flags["skip_invalid_records"]:
+        document.fail("rejects needs result_settings.skip_invalid_records: true")
+
+    def resolve(location):
+        return _relative_to(base_dir, location) if location is not None else None
+
+    settings = RunSettings(
+        sources=tuple(resolve(s) for s in sources),
+        database=resolve(database),
+        table_prefix=_default(document.string(source, "table_prefix", "source."), RunSettings.table_prefix),
+        user_column=_default(document.string(source, "user_column", "source."), RunSettings.user_column),
+        segment_column=_default(document.string(source, "segment_column", "source."), RunSettings.segment_column),
+        segment_attribute=_default(
+            document.string(source, "segment_attribute", "source."), RunSettings.segment_attribute
+        ),
+        connection=connection,
+        output_root=resolve(output_root),
+        rejects=resolve(rejects),
+        compression=compression,
+        export_name=export_name,
+        beam_args=tuple(document.strings(top, "beam_args")),
+        **destination,
+        **flags,
+    )
+    return Job(name=name, settings=settings, path=path, timezone=timezone, schedule=expression, delay=delay)
+
+
+def settings_with_overrides(job_settings: RunSettings, overrides: dict) -> RunSettings:
+    """The job's settings with the command line's values on top.
+
+    A value of None means "not given" and keeps the job's; `beam_args` are appended to the
+    job's, so a flag given on the command line comes last and wins.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if "beam_args" in given:
+        given["beam_args"] = (*job_settings.beam_args, *given["beam_args"])
+    return job_settings.replace(**given)
+
+
+def _duration(document: "_JobFile", value) -> datetime.timedelta:
+    if value is None:
+        return datetime.timedelta(0)
+    match = _DURATION.fullmatch(value) if isinstance(value, str) and value else None
+    if not match:
+        document.fail(f"delay must be a duration such as 30s, 10m, 1h or 1h30m, got {value!r}")
+    hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return datetime.timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
+def _relative_to(base_dir: str, location: str) -> str:
+    """A local path taken from the job file's folder; URIs such as s3://... are left as they are."""
+    if "://" in location:
+        return location
+    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(location)))
+
+
+def _default(value, default):
+    return default if value is None else value
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice, which PyYAML would otherwise let the last one win."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key} appears more than once", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+class _JobFile:
+    """Reads typed values out of one job file, each error naming the file and the key path."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def fail(self, message: str):
+        raise ConfigError(f"{self.path}: {message}")
+
+    def parse(self):
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                return yaml.load(handle, Loader=_UniqueKeyLoader)  # a SafeLoader: no Python objects
+        except OSError as error:
+            self.fail(f"cannot read the job file: {error.strerror or error}")
+        except UnicodeDecodeError:
+            self.fail("is not UTF-8 text")
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            self.fail(f"not valid YAML: {problem}{where}")
+
+    def mapping(self, value, key: str, *, required: bool = False) -> dict:
+        if value is None and not required:
+            return {}
+        if not isinstance(value, dict):
+            what = f"{key} must be" if key else "must hold"
+            self.fail(f"{what} a mapping of keys to values, got {_shown(value)}")
+        return value
+
+    def check_keys(self, mapping: dict, allowed, prefix: str) -> None:
+        for key in mapping:
+            if key not in allowed:
+                self.fail(f"unknown key {prefix}{key}")
+
+    def string(self, mapping: dict, key: str, prefix: str = "", *, required: bool = False) -> str | None:
+        value = mapping.get(key)
+        if value is None:
+            if required:
+                self.fail(f"{prefix}{key} is required")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.fail(f"{prefix}{key} must be a non-empty string, got {_shown(value)}")
+        return value
+
+    def strings(self, mapping: dict, key: str, prefix: str = "") -> list[str]:
+        value = mapping.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            self.fail(f"{prefix}{key} must be a list of non-empty strings, got {_shown(value)}")
+        return list(value)
+
+    def flag(self, mapping: dict, key: str, prefix: str = "") -> bool:
+        value = mapping.get(key, False)
+        if not isinstance(value, bool):
+            self.fail(f"{prefix}{key} must be true or false, got {_shown(value)}")
+        return value
+
+    def check_name(self, check, value: str, key: str) -> None:
+        try:
+            check(value)
+        except UsageError as error:
+            self.fail(f"{key}: {error}")
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)

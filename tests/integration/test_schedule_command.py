@@ -1,0 +1,190 @@
+"""`krux-export schedule FILE [--next N]` through `pipeline.cli.main`, on a fake clock."""
+
+import datetime
+import gzip
+import json
+import textwrap
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import cli, schedule
+
+NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.timezone.utc)
+
+
+class FakeClock:
+    """Starts at NOW, jumps to each wake-up time, and stops the loop (as Ctrl-C) at sleep `stop_at`."""
+
+    def __init__(self, stop_at=None):
+        self.current = NOW
+        self.sleeps = []
+        self.stop_at = stop_at
+
+    def now(self):
+        return self.current
+
+    def sleep_until(self, moment):
+        self.sleeps.append(moment)
+        if len(self.sleeps) == self.stop_at:
+            raise KeyboardInterrupt
+        self.current = max(self.current, moment)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(schedule, "SystemClock", lambda: fake)
+    return fake
+
+
+def write_job(tmp_path, text):
+    path = tmp_path / "job.yml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def test_next_3_prints_start_times_in_the_jobs_zone_with_the_delay(tmp_path, clock, capsys):
+    path = write_job(tmp_path, """\
+        name: tokyo_morning
+        timezone: Asia/Tokyo
+        schedule: "0 8 * * *"
+        delay: 1h30m
+        source: {database: ./warehouse}
+        result_connection: dmp
+        result_settings: {export_type: first_party_segment}
+        """)
+    assert cli.main(["schedule", str(path), "--next", "3"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "2026-11-29T09:30:00+09:00\n2026-11-30T09:30:00+09:00\n2026-12-01T09:30:00+09:00\n"
+    assert err == ""
+
+
+def test_next_3_for_the_spec_example_job(tmp_path, clock, capsys):
+    path = write_job(tmp_path, """\
+        name: daily_krux
+        timezone: UTC
+        schedule: "0 0 * * *"
+        delay: 10m
+        source: {database: ./warehouse/activate_to_krux, table_prefix: segment_,
+                 user_column: KUID, segment_column: segment_name}
+        result_connection: my_salesforce_dmp_connector
+        result_settings: {export_type: first_party_segment, skip_invalid_records: true,
+                          append: false, group_by_user: true, compression: gzip}
+        """)
+    assert cli.main(["schedule", str(path), "--next", "3"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "2026-11-29T00:10:00+00:00", "2026-11-30T00:10:00+00:00", "2026-12-01T00:10:00+00:00",
+    ]
+
+
+def test_a_job_without_schedule_exits_2_saying_so(tmp_path, clock, capsys):
+    path = write_job(tmp_path, """\
+        name: once
+        source: {database: ./warehouse}
+        result_connection: dmp
+        result_settings: {export_type: first_party_segment}
+        """)
+    assert cli.main(["schedule", str(path), "--next", "3"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f'krux-export: error: {path}: the job has no schedule (add schedule: such as "0 0 * * *")\n'
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--next", "0"], "--next: expected a whole number of 1 or more, got '0'"),
+    (["--next", "x"], "--next: expected a whole number of 1 or more, got 'x'"),
+])
+def test_bad_next_is_a_usage_error(tmp_path, clock, capsys, argv, message):
+    assert cli.main(["schedule", str(tmp_path / "job.yml"), *argv]) == 2
+    assert capsys.readouterr().err == f"krux-export: error: {message}\n"
+
+
+def test_a_bad_job_file_exits_2_naming_the_key(tmp_path, clock, capsys):
+    path = write_job(tmp_path, """\
+        name: bad
+        schedule: "0 0 * * * *"
+        source: {database: ./warehouse}
+        result_connection: dmp
+        result_settings: {export_type: first_party_segment}
+        """)
+    assert cli.main(["schedule", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"krux-export: error: {path}: schedule '0 0 * * * *' must have five fields")
+
+
+def test_schedule_runs_the_export_for_the_utc_date_and_prints_its_summary(tmp_path, clock, capsys):
+    """A real export to a local output root; the second sleep is interrupted as by Ctrl-C."""
+    warehouse = tmp_path / "warehouse"
+    warehouse.mkdir()
+    pq.write_table(pa.table({"user_id": ["uid1", "uid2"], "td_segment": ["seg1,seg2", "seg3"]}),
+                   warehouse / "segment_a.parquet")
+    path = write_job(tmp_path, """\
+        name: tokyo_morning
+        timezone: Asia/Tokyo
+        schedule: "0 8 * * *"
+        source: {database: ./warehouse}
+        output_root: ./out
+        beam_args: ["--runner=FnApiRunner"]
+        result_settings: {export_type: first_party_segment}
+        """)
+    clock.stop_at = 2
+    assert cli.main(["schedule", str(path)]) == 1  # interrupted, like any command stopped by Ctrl-C
+    out, err = capsys.readouterr()
+    summary = json.loads(out.strip())
+    # 08:00 in Tokyo on 29 November is 23:00 UTC on the 28th.
+    published = tmp_path / "out" / "2026-11-28" / "first_party_segment.txt.gz"
+    assert summary["status"] == "succeeded" and summary["date"] == "2026-11-28"
+    assert summary["object_uri"] == str(published)
+    assert sorted(gzip.decompress(published.read_bytes()).decode().splitlines()) == [
+        "uid1^segment:seg1,seg2", "uid2^segment:seg3",
+    ]
+    assert [t.isoformat() for t in clock.sleeps] == ["2026-11-29T08:00:00+09:00", "2026-11-30T08:00:00+09:00"]
+    assert "job tokyo_morning: the run scheduled 2026-11-29T08:00:00+09:00 succeeded" in err
+    assert err.rstrip().endswith("krux-export: error: interrupted by SIGINT; nothing was published")
+
+
+def test_three_configuration_failures_print_three_failed_lines_then_exit_2(tmp_path, clock, capsys):
+    path = write_job(tmp_path, """\
+        name: hourly
+        schedule: "@hourly"
+        source: {database: ./missing}
+        output_root: ./out
+        result_settings: {export_type: first_party_segment}
+        """)
+    assert cli.main(["schedule", str(path)]) == 2
+    out, err = capsys.readouterr()
+    reason = f"{tmp_path / 'missing'}: no such directory"
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"status": "failed", "exit_code": 2, "error": reason},
+    ] * 3
+    assert [t.isoformat() for t in clock.sleeps] == [
+        "2026-11-28T13:00:00+00:00", "2026-11-28T14:00:00+00:00", "2026-11-28T15:00:00+00:00",
+    ]
+    assert err.splitlines()[-1] == (
+        f"krux-export: error: schedule disabled after 3 consecutive configuration failures: {reason}"
+    )
+
+
+def test_beam_options_given_to_the_command_follow_the_jobs_own(tmp_path, clock, monkeypatch):
+    """The handler as `cli.main` calls it, with the flags argparse left over for Beam."""
+    import pipeline.run
+
+    path = write_job(tmp_path, """\
+        name: daily
+        schedule: "@daily"
+        source: {database: ./warehouse}
+        output_root: ./out
+        beam_args: ["--runner=FnApiRunner"]
+        result_settings: {export_type: first_party_segment}
+        """)
+    seen = []
+    monkeypatch.setattr(pipeline.run, "run_export", lambda settings: seen.append(settings) or {"status": "succeeded"})
+    clock.stop_at = 2
+    args, beam_args = cli.build_parser().parse_known_args(["schedule", str(path), "--direct_num_workers=3"])
+    with pytest.raises(KeyboardInterrupt):
+        args.handler(args, beam_args)
+    assert [(s.date, s.beam_args) for s in seen] == [
+        (datetime.date(2026, 11, 29), ("--runner=FnApiRunner", "--direct_num_workers=3")),
+    ]
