@@ -386,11 +386,13 @@ def _holding(strings: pa.Array, characters: bytes) -> np.ndarray:
 
     Several times faster than a regex kernel.
     """
+    found = np.zeros(len(strings), dtype=bool)
+    if len(strings) == 0:
+        return found
     offsets = np.frombuffer(strings.buffers()[1], dtype=np.int32)[
         strings.offset : strings.offset + len(strings) + 1
     ]
-    found = np.zeros(len(strings), dtype=bool)
-    if len(strings) == 0 or offsets[0] == offsets[-1]:
+    if offsets[0] == offsets[-1]:
         return found
     data = np.frombuffer(strings.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
     hit = data == characters[0]
