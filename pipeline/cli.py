@@ -12,7 +12,7 @@ import signal
 import sys
 
 from pipeline import connection_commands, layout, schedule_commands
-from pipeline.errors import ExportError, UsageError
+from pipeline.errors import ExportError, Terminated, UsageError
 from pipeline.settings import COMPRESSIONS, DEFAULT_EXPORT_NAME, RunSettings
 
 log = logging.getLogger("krux_export")
@@ -29,10 +29,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(message)
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so every `finally` cleans up as for Ctrl-C."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,3 +40,7 @@ class StorageError(ExportError):
     """S3 or the local file system refused or failed."""
 
     exit_code = 4
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so every `finally` cleans up as for Ctrl-C."""

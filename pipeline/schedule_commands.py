@@ -10,7 +10,7 @@ import json
 import logging
 
 from pipeline import schedule
-from pipeline.errors import ConfigError, UsageError
+from pipeline.errors import ConfigError, Terminated, UsageError
 from pipeline.jobs import load_job
 from pipeline.settings import RunSettings
 
@@ -47,7 +47,12 @@ def _schedule_command(args, beam_args) -> int:
         settings = job.settings.replace(beam_args=(*job.settings.beam_args, *beam_args))
         job = dataclasses.replace(job, settings=settings)
     log.info("job %s: scheduled %r in %s, delay %s", job.name, job.schedule, job.timezone, job.delay)
-    return schedule.run_schedule(job, _run_and_print, clock)
+    try:
+        return schedule.run_schedule(job, _run_and_print, clock)
+    except (KeyboardInterrupt, Terminated) as signal:
+        # Stopping is how a schedule ends: a run in progress has cleaned up and said so.
+        log.info("schedule %s stopped by %s", job.name, "SIGTERM" if isinstance(signal, Terminated) else "SIGINT")
+        return 0
 
 
 def _run_and_print(settings: RunSettings) -> dict:
@@ -59,6 +64,9 @@ def _run_and_print(settings: RunSettings) -> dict:
     except Exception as error:
         exit_code, reason = schedule.describe_failure(error)
         _print_json({"status": "failed", "exit_code": exit_code, "error": reason})
+        raise
+    except (KeyboardInterrupt, Terminated):
+        _print_json({"status": "failed", "exit_code": 1, "error": "interrupted; nothing was published"})
         raise
     _print_json(summary)
     return summary

@@ -130,7 +130,7 @@ def test_schedule_runs_the_export_for_the_utc_date_and_prints_its_summary(tmp_pa
         result_settings: {export_type: first_party_segment}
         """)
     clock.stop_at = 2
-    assert cli.main(["schedule", str(path)]) == 1  # interrupted, like any command stopped by Ctrl-C
+    assert cli.main(["schedule", str(path)]) == 0  # stopping is how a schedule ends
     out, err = capsys.readouterr()
     summary = json.loads(out.strip())
     # 08:00 in Tokyo on 29 November is 23:00 UTC on the 28th.
@@ -142,7 +142,7 @@ def test_schedule_runs_the_export_for_the_utc_date_and_prints_its_summary(tmp_pa
     ]
     assert [t.isoformat() for t in clock.sleeps] == ["2026-11-29T08:00:00+09:00", "2026-11-30T08:00:00+09:00"]
     assert "job tokyo_morning: the run scheduled 2026-11-29T08:00:00+09:00 succeeded" in err
-    assert err.rstrip().endswith("krux-export: error: interrupted by SIGINT; nothing was published")
+    assert err.rstrip().endswith("schedule tokyo_morning stopped by SIGINT")
 
 
 def test_three_configuration_failures_print_three_failed_lines_then_exit_2(tmp_path, clock, capsys):
@@ -168,7 +168,7 @@ def test_three_configuration_failures_print_three_failed_lines_then_exit_2(tmp_p
 
 
 def test_beam_options_given_to_the_command_follow_the_jobs_own(tmp_path, clock, monkeypatch):
-    """The handler as `cli.main` calls it, with the flags argparse left over for Beam."""
+    """Flags argparse leaves over go to Beam, after the job file's own."""
     import pipeline.run
 
     path = write_job(tmp_path, """\
@@ -182,9 +182,29 @@ def test_beam_options_given_to_the_command_follow_the_jobs_own(tmp_path, clock, 
     seen = []
     monkeypatch.setattr(pipeline.run, "run_export", lambda settings: seen.append(settings) or {"status": "succeeded"})
     clock.stop_at = 2
-    args, beam_args = cli.build_parser().parse_known_args(["schedule", str(path), "--direct_num_workers=3"])
-    with pytest.raises(KeyboardInterrupt):
-        args.handler(args, beam_args)
+    assert cli.main(["schedule", str(path), "--direct_num_workers=3"]) == 0
     assert [(s.date, s.beam_args) for s in seen] == [
         (datetime.date(2026, 11, 29), ("--runner=FnApiRunner", "--direct_num_workers=3")),
     ]
+
+
+def test_sigterm_during_a_run_ends_that_run_as_failed_and_stops_the_schedule(tmp_path, clock, capsys, monkeypatch):
+    import pipeline.run
+    from pipeline.errors import Terminated
+
+    def terminated_mid_run(settings):
+        raise Terminated()
+
+    monkeypatch.setattr(pipeline.run, "run_export", terminated_mid_run)
+    path = write_job(tmp_path, """\
+        name: j
+        schedule: "@hourly"
+        source: {database: .}
+        output_root: ./out
+        result_settings: {export_type: first_party_segment}
+        """)
+    assert cli.main(["schedule", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out.strip()) == {"status": "failed", "exit_code": 1, "error": "interrupted; nothing was published"}
+    assert err.rstrip().endswith("schedule j stopped by SIGTERM")
+    assert len(clock.sleeps) == 1  # no further slot was waited for

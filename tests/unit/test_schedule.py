@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter
 
-from pipeline.cli import Terminated
+from pipeline.errors import Terminated
 from pipeline.errors import ConfigError, InvalidRecordsError, SchemaError, StorageError
 from pipeline.jobs import Job
 from pipeline.schedule import SystemClock, cron_fields, next_start_times, run_schedule
