@@ -315,7 +315,9 @@ def test_reference_fnv1a_matches_published_test_vectors():
 
 @pytest.mark.parametrize("partitions", [1, 7, 16, 1000])
 def test_partition_is_fnv1a_of_utf8_bytes_mixed_by_fmix64(partitions):
-    expected = [fmix64(fnv1a_64(user.encode())) % partitions for user in IDS]
+    # Ids over 64 characters are hashed as their first and last 32 characters.
+    keys = [user if len(user) <= 64 else user[:32] + user[-32:] for user in IDS]
+    expected = [fmix64(fnv1a_64(key.encode())) % partitions for key in keys]
 
     assert partition_ids(pa.array(IDS), partitions).tolist() == expected
 
@@ -402,3 +404,15 @@ def test_lines_of_all_partitions_are_the_lines_of_the_whole():
 
 def test_split_of_no_triples_is_empty():
     assert split_by_partition(triples(), 4) == []
+
+
+def test_a_huge_user_id_is_partitioned_fast_and_apart_from_ids_sharing_its_ends():
+    import time
+
+    huge = "x" * 10_000_000
+    users = pa.array([huge, "a" * 32 + "b" * 100 + "c" * 32, "a" * 32 + "d" * 100 + "c" * 32, "short"])
+    started = time.monotonic()
+    ids = partition_ids(users, 8)
+    assert time.monotonic() - started < 5  # hashed from its ends, not 10 million byte steps
+    assert ids[1] == ids[2]  # long ids with the same ends share a partition: grouping stays exact
+    assert list(partition_ids(pa.array([huge]), 8)) == [ids[0]]
