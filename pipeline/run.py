@@ -59,21 +59,17 @@ def run_export(settings: RunSettings, *, now: datetime.datetime | None = None) -
         log.info("removed %d leftovers of earlier runs of %s", len(swept), settings.export_name)
     try:
         plan = ExportPlan(table_list, spec, staging, run_id)
-        report = _run_pipeline(settings, plan)
-        _check_report(settings, report)
-        log.info("publishing %d lines from %d shards to %s", report.lines, len(report.shards), spec.uri(final_key))
-        publish_args = dict(day_dir=day_dir, export_name=settings.export_name, append=settings.append)
-        if report.lines:
-            shards = [ObjectInfo(key, size) for key, size in report.shards]
-            size, replaced = publish.publish(store, shards=shards, final_key=final_key, **publish_args)
-        else:
-            size, replaced = publish.publish_empty(
-                store, final_key=final_key, compression=settings.compression, **publish_args
-            )
-        if settings.rejects:
-            join_rejects(settings.rejects, run_id, report.rejects_parts)
-    finally:
-        publish.remove_staging(store, staging)
+        size, replaced, report = _export_and_publish(settings, plan, store, final_key, day_dir)
+    except BaseException as error:
+        swept_by_another_run = isinstance(error, StorageError) and _is_empty(store, staging)
+        _remove_staging_after_failure(store, staging)
+        if swept_by_another_run:
+            raise StorageError(
+                f"run {run_id}: its staged shards were removed while it ran; another run of export "
+                f"{settings.export_name} started meanwhile and publishes the day's file ({error})"
+            ) from error
+        raise
+    publish.remove_staging(store, staging)
     return {
         "status": "succeeded",
         "run_id": run_id,
@@ -89,6 +85,38 @@ def run_export(settings: RunSettings, *, now: datetime.datetime | None = None) -
         "replaced": [spec.uri(key) for key in replaced],
         "duration_s": round(time.monotonic() - started, 3),
     }
+
+
+def _export_and_publish(settings, plan, store, final_key, day_dir):
+    report = _run_pipeline(settings, plan)
+    _check_report(settings, report)
+    log.info("publishing %d lines from %d shards to %s", report.lines, len(report.shards), store.uri(final_key))
+    publish_args = dict(day_dir=day_dir, export_name=settings.export_name, append=settings.append)
+    if report.lines:
+        shards = [ObjectInfo(key, size) for key, size in report.shards]
+        size, replaced = publish.publish(store, shards=shards, final_key=final_key, **publish_args)
+    else:
+        size, replaced = publish.publish_empty(
+            store, final_key=final_key, compression=settings.compression, **publish_args
+        )
+    if settings.rejects:
+        join_rejects(settings.rejects, plan.run_id, report.rejects_parts)
+    return size, replaced, report
+
+
+def _is_empty(store, prefix: str) -> bool:
+    try:
+        return not store.list(prefix)
+    except StorageError:
+        return False
+
+
+def _remove_staging_after_failure(store, staging: str) -> None:
+    """Best effort: the run's own error is what the user must see; a next run sweeps the rest."""
+    try:
+        publish.remove_staging(store, staging)
+    except StorageError as error:
+        log.warning("staging %s left for the next run to remove: %s", store.uri(staging), error)
 
 
 def resolve_target(settings: RunSettings) -> tuple[StoreSpec, str]:

@@ -79,3 +79,19 @@ def test_next_run_removes_a_killed_runs_staging_and_open_uploads_of_its_keys_onl
     uploads = {(u["Key"], u["UploadId"]) for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])}
     assert uploads == {(neighbour_key, neighbours)}
     assert ours not in {upload_id for _, upload_id in uploads}
+
+
+def test_two_runs_of_one_export_started_together_end_with_one_object_and_no_debris(s3, bucket, s3_endpoint, slow_database):
+    command = [sys.executable, "-m", "pipeline", "run", "--database", str(slow_database), "--client-name", CLIENT,
+               "--bucket", bucket, "--endpoint-url", s3_endpoint, "--date", DAY]
+    runs = [subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    results = [(run.wait(timeout=180), run.stdout.read().decode()) for run in runs]
+    summaries = [json.loads(out.strip().splitlines()[-1]) for _, out in results]
+    codes = sorted(code for code, _ in results)
+    assert codes in ([0, 0], [0, 4]), summaries
+    for code, summary in zip((c for c, _ in results), summaries):
+        if code == 4:
+            assert "another run of export first_party_segment" in summary["error"]
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"{CLIENT}/uploads/{DAY}/")
+    assert [o["Key"] for o in listing["Contents"]] == [KEY]
+    assert staging_and_uploads(s3, bucket) == (0, 0)
