@@ -9,7 +9,6 @@ Errors name the file, the connection and the field, never a key's value.
 from __future__ import annotations
 
 import os
-import re
 import stat
 import tempfile
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.errors import ConfigError
+from pipeline.layout import check_client_name
 
 __all__ = [
     "CONNECTIONS_FILE",
@@ -27,7 +27,6 @@ __all__ = [
     "load_connection",
     "remove_connection",
     "save_connection",
-    "validate_client_name",
 ]
 
 CONNECTIONS_FILE = "connections.yml"
@@ -35,7 +34,6 @@ DEFAULT_BUCKET = "krux-partners"
 DEFAULT_REGION = "us-east-1"
 
 _ENV_PREFIX = "env:"
-_CLIENT_NAME = re.compile(r"[A-Za-z0-9._-]+")
 _REQUIRED_FIELDS = ("client_name", "access_key_id", "secret_access_key")
 _OPTIONAL_FIELDS = ("bucket", "region", "endpoint_url")
 
@@ -72,20 +70,6 @@ def connections_home() -> Path:
     return Path(home) if home else Path.home() / ".krux-export"
 
 
-def validate_client_name(client_name: str) -> str:
-    """Return `client_name` if it is safe as the first folder of a key, else raise ConfigError.
-
-    SPEC §4: it must match [A-Za-z0-9._-]+ and hold no "..".
-    """
-    if not isinstance(client_name, str) or not _CLIENT_NAME.fullmatch(client_name):
-        raise ConfigError(
-            f"client name {client_name!r} must be letters, digits, '.', '_' or '-' only"
-        )
-    if ".." in client_name:
-        raise ConfigError(f"client name {client_name!r} must not contain '..'")
-    return client_name
-
-
 def load_connection(name: str, home: Path | str | None = None) -> Connection:
     """Load connection `name` from `home`/connections.yml, resolving `env:` keys."""
     path = _file(home)
@@ -114,7 +98,7 @@ def load_connection(name: str, home: Path | str | None = None) -> Connection:
     if endpoint_url is not None and not endpoint_url.startswith(("http://", "https://")):
         raise ConfigError(f"{where}: endpoint_url must start with http:// or https://")
     try:
-        client_name = validate_client_name(entry["client_name"])
+        client_name = check_client_name(entry["client_name"])
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return Connection(
@@ -139,7 +123,7 @@ def save_connection(connection: Connection, home: Path | str | None = None) -> P
 
     Other entries are kept as written (an `env:` reference stays a reference).
     """
-    validate_client_name(connection.client_name)
+    check_client_name(connection.client_name)
     path = _file(home)
     entries = _read(path) if path.exists() else {}
     entry = {
