@@ -1,9 +1,23 @@
 """Seeded segment tables for benchmarks: N rows over K Parquet tables, like real activations.
 
-Users repeat across tables, rows carry 1-5 segments, attributes are sometimes empty or null,
-and one column is an integer.
-
     python benchmarks/generate.py DIR --rows 1000000 --tables 8 [--seed 7]
+
+Writes ``DIR/segment_00.parquet`` ... with columns, in this order:
+
+- ``user_id`` (string): about ``rows / 3`` distinct users, so a user appears in about three
+  rows spread over the tables; 1% carry surrounding white space (`` u123 ``), which a Krux
+  line strips (and grouping then merges with ``u123``).
+- ``td_segment`` (string): 1-5 segments per row drawn from 400 names with a skewed (Zipf-like)
+  popularity, so a row sometimes repeats a segment; 10% of rows join them with ``", "``
+  (white space to strip), 2% end with a trailing comma (an empty entry to drop).
+- ``email`` (string): 30% null.
+- ``country`` (string): some empty strings and some white-space-only strings (omitted), some
+  padded values (`` US ``).
+- ``visits`` (int64): 5% null.
+
+Every row is valid under SPEC §3 (non-empty user, at least one segment, no reserved
+characters, no value of 255 characters or more), so an export without
+``--skip-invalid-records`` succeeds and writes one line per row. Same arguments, same bytes.
 """
 
 import argparse
@@ -14,30 +28,58 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-SEGMENTS = np.array([f"segment_{i:03d}" for i in range(400)])
-COUNTRIES = np.array(["US", "DE", "FR", "JP", "BR", "", "GB"])
+SEGMENTS = pa.array([f"segment_{i:03d}" for i in range(400)])
+SEGMENT_WEIGHTS = 1.0 / np.arange(1, len(SEGMENTS) + 1) ** 0.8
+SEGMENT_CDF = np.cumsum(SEGMENT_WEIGHTS / SEGMENT_WEIGHTS.sum())
+COUNTRIES = pa.array(["US", "US", "DE", "FR", "JP", "BR", "", "GB", " US ", "  ", "IN"])
 ROW_GROUP_ROWS = 256 * 1024
+
+
+def _where(mask: np.ndarray, when_true: pa.Array, when_false: pa.Array) -> pa.Array:
+    return pc.if_else(pa.array(mask), when_true, when_false)
 
 
 def make_table(rows: int, users: int, rng: np.random.Generator) -> pa.Table:
     user_ids = pc.binary_join_element_wise(
         "u", pa.array(rng.integers(0, users, rows)).cast(pa.string()), ""
     )
+    padded_users = pc.binary_join_element_wise(" ", user_ids, " ", "")
     counts = rng.integers(1, 6, rows)
-    picks = pa.array(SEGMENTS[rng.integers(0, len(SEGMENTS), counts.sum())])
+    picks = np.searchsorted(SEGMENT_CDF, rng.random(counts.sum()), side="right")
+    picks = SEGMENTS.take(np.minimum(picks, len(SEGMENTS) - 1))
     offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
     segments = pc.binary_join(pa.ListArray.from_arrays(offsets, picks), ",")
+    segments = _where(rng.random(rows) < 0.10, pc.replace_substring(segments, ",", ", "), segments)
+    segments = _where(
+        rng.random(rows) < 0.02, pc.binary_join_element_wise(segments, ",", ""), segments
+    )
     emails = pc.binary_join_element_wise(user_ids, "@example.com", "")
-    email_mask = pa.array(rng.random(rows) < 0.3)
+    visits = pa.array(rng.integers(0, 10_000, rows), pa.int64(), mask=rng.random(rows) < 0.05)
     return pa.table(
         {
-            "user_id": user_ids,
+            "user_id": _where(rng.random(rows) < 0.01, padded_users, user_ids),
             "td_segment": segments,
-            "email": pc.if_else(email_mask, pa.scalar(None, pa.string()), emails),
-            "country": pa.array(COUNTRIES[rng.integers(0, len(COUNTRIES), rows)]),
-            "visits": pa.array(rng.integers(0, 10_000, rows), pa.int64()),
+            "email": _where(rng.random(rows) < 0.3, pa.nulls(rows, pa.string()), emails),
+            "country": COUNTRIES.take(rng.integers(0, len(COUNTRIES), rows)),
+            "visits": visits,
         }
     )
+
+
+def generate(directory: str | Path, rows: int, tables: int = 8, seed: int = 7) -> list[Path]:
+    """Write the tables; returns their paths."""
+    rng = np.random.default_rng(seed)
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    users = max(1, rows // 3)  # each user in about three rows, across tables
+    per_table = rows // tables
+    paths = []
+    for t in range(tables):
+        n = per_table + (rows - per_table * tables if t == tables - 1 else 0)
+        path = root / f"segment_{t:02d}.parquet"
+        pq.write_table(make_table(n, users, rng), path, row_group_size=ROW_GROUP_ROWS)
+        paths.append(path)
+    return paths
 
 
 def main() -> None:
@@ -47,14 +89,7 @@ def main() -> None:
     parser.add_argument("--tables", type=int, default=8)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    rng = np.random.default_rng(args.seed)
-    root = Path(args.directory)
-    root.mkdir(parents=True, exist_ok=True)
-    users = max(1, args.rows // 3)  # each user in about three rows, across tables
-    per_table = args.rows // args.tables
-    for t in range(args.tables):
-        rows = per_table + (args.rows - per_table * args.tables if t == args.tables - 1 else 0)
-        pq.write_table(make_table(rows, users, rng), root / f"segment_{t:02d}.parquet", row_group_size=ROW_GROUP_ROWS)
+    generate(args.directory, args.rows, args.tables, args.seed)
 
 
 if __name__ == "__main__":

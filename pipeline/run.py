@@ -1,7 +1,7 @@
 """One export end to end: check, build, run, read the report, publish, summarize.
 
 Nothing is published until the pipeline has finished and its report says the lines are good;
-staging is removed whatever happens (success, failure, SIGTERM/SIGINT), in the one `finally`.
+staging is removed whatever happens: after publishing, or on any failure, SIGTERM or Ctrl-C.
 """
 
 import contextlib
