@@ -64,7 +64,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--client-name")
     target.add_argument("--bucket")
     target.add_argument("--endpoint-url")
-    target.add_argument("--region")
+    target.add_argument("--s3-region", dest="region", metavar="REGION",
+                        help="the partner bucket's region (Beam's own --region is Dataflow's)")
     target.add_argument("--output-root", metavar="URI", help="write the uploads/ layout here instead (local or s3://)")
     target.add_argument("--date", type=_date, help="the day folder, YYYY-MM-DD (default: today, UTC)")
     target.add_argument("--export-name", default=DEFAULT_EXPORT_NAME)

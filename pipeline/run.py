@@ -155,6 +155,8 @@ def _check_settings(settings: RunSettings) -> None:
 def beam_options(beam_args) -> PipelineOptions:
     """The user's Beam flags, plus our defaults for the runner and a quiet worker log."""
     args = list(beam_args)
+    if _has_flag(args, "--dry_run"):
+        raise UsageError("--dry_run only builds the Beam job: there would be nothing to publish")
     if not _has_flag(args, "--runner"):
         args = [*DEFAULT_BEAM_ARGS, *args]
     if not _has_flag(args, "--default_sdk_harness_log_level"):
@@ -171,14 +173,18 @@ def _run_pipeline(settings: RunSettings, plan: ExportPlan) -> RunReport:
     pipeline = build_pipeline(settings, plan, options)
     log.info("running the pipeline (run %s)", plan.run_id)
     local_workers = options.view_as(DirectOptions).direct_running_mode == "multi_processing"
+    result = None
     with filtered_stderr() if local_workers else contextlib.nullcontext():
         try:
-            pipeline.run().wait_until_finish()
+            result = pipeline.run()  # local runners return when done, remote ones once submitted
+            result.wait_until_finish()
         except Exception as error:  # Beam wraps worker errors; recover ours by name
             raise _pipeline_failure(error) from error
         except BaseException:  # SIGTERM, Ctrl-C: no worker may write a shard after the cleanup
             if local_workers:
                 stop_children()
+            if result is not None:
+                _cancel(result)
             raise
     store = plan.store_spec.open()
     return RunReport.from_json(store.get(plan.staging + MANIFEST_NAME))
@@ -188,14 +194,25 @@ _WORKER_ERROR = re.compile(r"\b(SchemaError|StorageError|ConfigError|UsageError)
 _ERROR_TYPES = {"SchemaError": SchemaError, "StorageError": StorageError, "ConfigError": UsageError, "UsageError": UsageError}
 
 
+def _cancel(result) -> None:
+    """Stops a job submitted to a remote runner (Dataflow, Flink) when the launcher is stopped."""
+    try:
+        result.cancel()
+    except Exception as error:  # a local runner's result cannot be cancelled: nothing to stop
+        log.debug("cancelling the pipeline: %s", error)
+
+
 def _pipeline_failure(error: Exception) -> ExportError:
     """The one-line reason of a failed pipeline: our own error raised in a worker, if any."""
     if isinstance(error, ExportError):
         return error
-    match = _WORKER_ERROR.search(str(error))
+    text = error.details() if callable(getattr(error, "details", None)) else str(error)  # gRPC errors
+    match = _WORKER_ERROR.search(text)
     if match:
         return _ERROR_TYPES[match.group(1)](match.group(2).split(" [while running")[0].strip())
-    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if lines and lines[0].startswith("Pipeline has validations errors"):
+        return UsageError("Beam options: " + " ".join(lines[1:]))
     return ExportError(f"pipeline failed: {lines[-1] if lines else type(error).__name__}")
 
 

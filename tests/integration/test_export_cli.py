@@ -273,3 +273,9 @@ def test_run_job_file_with_an_unsupported_export_type_exits_2(run, tmp_path):
     job.write_text("name: j\nsource: {database: .}\nclient_name: c\nresult_settings: {export_type: audience}\n")
     code, summary, _ = run("--job", str(job))
     assert code == 2 and "export_type" in summary["error"] and "first_party_segment" in summary["error"]
+
+
+def test_a_beam_dry_run_is_refused_because_nothing_could_be_published(run, s3, bucket, database):
+    code, summary, _ = run("--database", str(database), "--dry_run=True")
+    assert code == 2 and "--dry_run" in summary["error"]
+    assert day_objects(s3, bucket, "") == []
