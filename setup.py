@@ -25,7 +25,7 @@ setup(
         "isal>=1.6",
     ],
     extras_require={
-        "test": ["pytest>=8", "moto[server]>=5.0"],
+        "test": ["pytest>=8", "moto[server]>=5.0", "hypothesis>=6.100"],
     },
     entry_points={"console_scripts": ["krux-export=pipeline.cli:main"]},
 )

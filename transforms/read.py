@@ -78,6 +78,9 @@ def _batches(task, batch_rows: int, csv_block_bytes: int):
         reader = pacsv.open_csv(
             stream,
             read_options=pacsv.ReadOptions(block_size=csv_block_bytes),
+            # A quoted value may hold a line break (RFC 4180); without this, a block boundary
+            # after such a break fails the read ("CSV parser got out of sync with chunker").
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types={name: pa.string() for name in task.columns},
                 strings_can_be_null=False,
