@@ -204,8 +204,8 @@ def _cancel(result) -> None:
 
 def _pipeline_failure(error: Exception) -> ExportError:
     """The one-line reason of a failed pipeline: our own error raised in a worker, if any."""
-    if isinstance(error, ExportError):
-        return error
+    if isinstance(error, ExportError):  # raised in-process: keep its type, drop Beam's step suffix
+        return type(error)(str(error).split(" [while running")[0].strip())
     text = error.details() if callable(getattr(error, "details", None)) else str(error)  # gRPC errors
     match = _WORKER_ERROR.search(text)
     if match:

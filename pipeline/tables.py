@@ -53,6 +53,13 @@ class Table:
 
 def tables_of(settings) -> list[Table]:
     """The run's tables (`RunSettings` sources and database), every schema checked."""
+    if not ATTRIBUTE_NAME_PATTERN.fullmatch(settings.segment_attribute):
+        # SPEC §2's rule for attribute names holds for the segment attribute too: a `:`, `;` or
+        # `^` in it would corrupt every line.
+        raise UsageError(
+            f"segment attribute {settings.segment_attribute!r} (--segment-attribute) cannot be an "
+            "attribute name (allowed: letters, digits, '_', '.', '-')"
+        )
     rules = LineRules(settings.user_column, settings.segment_column, settings.segment_attribute)
     return load_tables(find_tables(settings.sources, settings.database, settings.table_prefix), rules)
 

@@ -7,6 +7,7 @@ back into one ``list<string>`` per row.
 """
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 from enum import StrEnum
 
 import numpy as np
@@ -36,6 +37,17 @@ _MAX_STRING_BYTES = 2**31 - 1
 
 _FLOAT_POSITIONAL = (1e-4, 1e16)
 """Python's repr writes a float positionally when 1e-4 <= abs(x) < 1e16, else in e-notation."""
+
+_ARROW_CALENDAR_DAYS = (-719_162, 2_932_896)
+"""Days from 1970-01-01 to 0001-01-01 and to 9999-12-31: the dates Arrow writes right. Past
+year 32767 its ``strftime`` wraps the year or fails, and a date32 cast writes
+``<value out of range: N>``; dates and timestamps outside this range are written in Python."""
+
+_DAYS_PER_400_YEARS = 146_097
+"""The Gregorian calendar repeats every 400 years, which hold exactly this many days."""
+
+_SECONDS_PER_DAY = 86_400
+_TICKS_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
 class InvalidReason(StrEnum):
@@ -282,8 +294,10 @@ def _render(values: pa.Array) -> pa.Array:
         return _render_floats(values)
     if pa.types.is_timestamp(data_type):
         return _render_timestamps(values)
-    # Strings, integers, booleans (true/false), dates (YYYY-MM-DD), decimals and nulls: Arrow's
-    # own cast already writes them the way SPEC §3 asks.
+    if pa.types.is_date(data_type):
+        return _render_dates(values)
+    # Strings, integers, booleans (true/false), decimals and nulls: Arrow's own cast already
+    # writes them the way SPEC §3 asks.
     return values.cast(pa.string())
 
 
@@ -334,10 +348,61 @@ def _render_timestamps(values: pa.Array) -> pa.Array:
     unit = values.type.unit
     if values.type.tz is not None:
         values = values.cast(pa.timestamp(unit))
+    per_second = _TICKS_PER_SECOND[unit]
+    rare, ticks = _outside_arrow_calendar(values, per_second * _SECONDS_PER_DAY)
+    if rare.any():
+        values = pc.if_else(pa.array(rare), pa.scalar(None, values.type), values)
     text = pc.strftime(values, "%Y-%m-%dT%H:%M:%S")  # %S includes the fraction below seconds
     if unit != "s":
         text = pc.replace_substring_regex(text, r"\.?0+$", "")
-    return pc.binary_join_element_wise(text, "Z", "")
+    text = pc.binary_join_element_wise(text, "Z", "")
+    if rare.any():
+        python_form = [_iso_timestamp(int(t), per_second) for t in ticks[rare]]
+        text = pc.replace_with_mask(text, pa.array(rare), pa.array(python_form, pa.string()))
+    return text
+
+
+def _render_dates(values: pa.Array) -> pa.Array:
+    """``YYYY-MM-DD`` (SPEC §3) by Arrow's cast, the rare dates it cannot write by Python."""
+    ticks_per_day = 1 if pa.types.is_date32(values.type) else _SECONDS_PER_DAY * 1_000  # date64: ms
+    rare, ticks = _outside_arrow_calendar(values, ticks_per_day)
+    if not rare.any():
+        return values.cast(pa.string())
+    text = pc.if_else(pa.array(rare), pa.scalar(None, values.type), values).cast(pa.string())
+    python_form = [_iso_date(int(t) // ticks_per_day) for t in ticks[rare]]
+    return pc.replace_with_mask(text, pa.array(rare), pa.array(python_form, pa.string()))
+
+
+def _outside_arrow_calendar(values: pa.Array, ticks_per_day: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per value, whether its day is outside ``_ARROW_CALENDAR_DAYS``; and each value's ticks."""
+    integers = pa.int32() if pa.types.is_date32(values.type) else pa.int64()
+    ticks = pc.fill_null(values.view(integers), 0).to_numpy().astype(np.int64)
+    days = np.floor_divide(ticks, ticks_per_day)
+    first, last = _ARROW_CALENDAR_DAYS
+    return (days < first) | (days > last), ticks
+
+
+def _iso_date(days: int) -> str:
+    """The proleptic Gregorian date ``days`` after 1970-01-01, whatever its year.
+
+    Whole 400-year cycles are taken off to land in Python's ``date`` range and added back to
+    the year. Years outside 0000-9999 take ISO 8601's expanded form: a sign, then the year.
+    """
+    cycles, day = divmod(days, _DAYS_PER_400_YEARS)
+    moment = date(1970, 1, 1) + timedelta(days=day)
+    year = moment.year + 400 * cycles
+    year_text = f"{year:04d}" if 0 <= year <= 9999 else f"{year:+05d}"
+    return f"{year_text}-{moment.month:02d}-{moment.day:02d}"
+
+
+def _iso_timestamp(ticks: int, per_second: int) -> str:
+    """``_render_timestamps``'s text for one value, any year: UTC, ``Z``, fraction trimmed."""
+    seconds, fraction = divmod(ticks, per_second)
+    days, second = divmod(seconds, _SECONDS_PER_DAY)
+    text = f"{_iso_date(days)}T{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
+    if fraction:
+        text += "." + f"{fraction:0{len(str(per_second)) - 1}d}".rstrip("0")
+    return text + "Z"
 
 
 def _contains(text: pa.Array, pattern: str) -> np.ndarray:

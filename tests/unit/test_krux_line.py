@@ -595,6 +595,38 @@ def test_timestamps_are_iso_8601_utc_with_z_and_trimmed_fractions(column, expect
     assert attribute_values(column) == [[expected]]
 
 
+@pytest.mark.parametrize(
+    "column, expected",
+    [
+        # Python's date range ends here; Arrow writes up to it itself.
+        pytest.param(pa.array([-719_162, 2_932_896], pa.date32()), ["0001-01-01", "9999-12-31"], id="date-ends"),
+        pytest.param(pa.array([-719_163], pa.date32()), ["0000-12-31"], id="date-year-0"),
+        pytest.param(pa.array([-719_529], pa.date32()), ["-0001-12-31"], id="date-year-minus-1"),
+        pytest.param(pa.array([2_932_897], pa.date32()), ["+10000-01-01"], id="date-year-10000"),
+        # The far ones as numpy writes them: np.datetime64(2**31 - 1, "D") is 5881580-07-11,
+        # np.datetime64(2**35, "D") 94075738-06-09, np.datetime64(971_891_007_696, "s")
+        # 32768-01-01T12:21:36 and np.datetime64(2**40, "s") 36812-02-20T00:36:16 (past year
+        # 32767, where Arrow's strftime fails or wraps the year), np.datetime64(2**63 - 1, "us")
+        # 294247-01-10T04:00:54.775807.
+        pytest.param(pa.array([2**31 - 1], pa.date32()), ["+5881580-07-11"], id="date32-max"),
+        pytest.param(pa.array([2**35 * 86_400_000], pa.date64()), ["+94075738-06-09"], id="date64-far"),
+        pytest.param(
+            pa.array([971_891_007_696], pa.timestamp("s")), ["+32768-01-01T12:21:36Z"], id="year-32768"
+        ),
+        pytest.param(pa.array([2**40], pa.timestamp("s")), ["+36812-02-20T00:36:16Z"], id="year-36812"),
+        pytest.param(
+            pa.array([2**63 - 1], pa.timestamp("us", "UTC")), ["+294247-01-10T04:00:54.775807Z"], id="us-max"
+        ),
+        pytest.param(
+            pa.array([-62_135_596_801_500], pa.timestamp("ms")), ["0000-12-31T23:59:58.5Z"], id="before-year-1"
+        ),
+    ],
+)
+def test_dates_and_timestamps_outside_years_1_to_9999_keep_their_true_year(column, expected):
+    """ISO 8601's expanded years (a sign, then the year) beyond 0000-9999: never a wrapped year."""
+    assert attribute_values(column) == [[text] for text in expected]
+
+
 # -- String-like user and segment columns ---------------------------------------------------------
 
 
