@@ -12,14 +12,22 @@ and aborts the upload on any failure, so no multipart upload is ever left open b
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
 import math
-import shutil
+import random
 import tempfile
+import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    IncompleteReadError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
 
 from pipeline.errors import StorageError
 
@@ -32,6 +40,7 @@ __all__ = [
     "Piece",
     "compose",
     "plan_parts",
+    "read_object",
     "storage_error",
 ]
 
@@ -51,6 +60,11 @@ COPY_WORKERS = 4
 
 _SPOOL_BYTES = 32 * 1024**2
 """Size up to which an upload part is assembled in memory before spilling to a temp file."""
+
+BODY_READ_ATTEMPTS = 5
+"""Tries at one GetObject whose body breaks off; botocore retries the call, not the body."""
+
+_READ_CHUNK_BYTES = 1024**2
 
 
 class PartKind(enum.StrEnum):
@@ -216,14 +230,18 @@ def compose(
     upload_id = created["UploadId"]
     try:
         etags = _send_parts(client, bucket, key, upload_id, sources, plan, max_workers)
-        client.complete_multipart_upload(
-            Bucket=bucket,
-            Key=key,
-            UploadId=upload_id,
-            MultipartUpload={
-                "Parts": [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(etags, 1)]
-            },
-        )
+        try:
+            client.complete_multipart_upload(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={
+                    "Parts": [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(etags, 1)]
+                },
+            )
+        except (BotoCoreError, ClientError):
+            if not _is_completed(client, bucket, key, etags):
+                raise
     except BaseException as exc:
         _abort(client, bucket, key, upload_id)
         if isinstance(exc, _PartFailed):
@@ -293,9 +311,7 @@ def _upload_part(client, bucket, key, upload_id, number, pieces: tuple[Piece, ..
             if (piece.start, piece.stop) != (0, source_size):
                 request["Range"] = f"bytes={piece.start}-{piece.stop - 1}"
             try:
-                response = client.get_object(**request)
-                with response["Body"] as stream:
-                    shutil.copyfileobj(stream, body)
+                read_object(client, request, body)
             except (BotoCoreError, ClientError) as exc:
                 action = f"reading s3://{bucket}/{source_key} for part {number}"
                 raise _PartFailed(action, exc) from exc
@@ -307,6 +323,47 @@ def _upload_part(client, bucket, key, upload_id, number, pieces: tuple[Piece, ..
         except (BotoCoreError, ClientError) as exc:
             raise _PartFailed(f"uploading part {number}", exc) from exc
     return response["ETag"]
+
+
+def read_object(client, request: dict, sink) -> None:
+    """Append the body of `client.get_object(**request)` to `sink`, a binary file.
+
+    botocore retries a call until its answer's headers arrive, not the reading of the body
+    after that; a body cut short (reset, closed early) is detected by botocore's StreamingBody,
+    which checks Content-Length (the raw stream that `with response["Body"]` gives does not),
+    and the GET is tried again here, the sink rewound.
+    """
+    start = sink.tell()
+    for attempt in range(1, BODY_READ_ATTEMPTS + 1):
+        body = client.get_object(**request)["Body"]
+        try:
+            for chunk in body.iter_chunks(_READ_CHUNK_BYTES):
+                sink.write(chunk)
+            return
+        except (IncompleteReadError, ResponseStreamingError, ReadTimeoutError):
+            if attempt == BODY_READ_ATTEMPTS:
+                raise
+            sink.seek(start)
+            sink.truncate()
+        finally:
+            body.close()
+        time.sleep(random.uniform(0, 2 ** (attempt - 1)))  # as botocore's standard retry mode
+
+
+def _is_completed(client, bucket: str, key: str, etags: list[str]) -> bool:
+    """Whether the object at `key` is the one these parts make, though completing it failed.
+
+    S3 may complete an upload and the answer be lost (a reset, a cut body), and a retried
+    CompleteMultipartUpload may then fail: the object is published all the same, and the run
+    must say so rather than report a failure. A multipart object's ETag is the MD5 of its
+    parts' binary MD5 ETags, a dash and the part count.
+    """
+    try:
+        part_digests = b"".join(bytes.fromhex(etag.strip('"')) for etag in etags)
+        expected = f'"{hashlib.md5(part_digests, usedforsecurity=False).hexdigest()}-{len(etags)}"'
+        return client.head_object(Bucket=bucket, Key=key)["ETag"] == expected
+    except (BotoCoreError, ClientError, ValueError):  # ValueError: an ETag that is not an MD5
+        return False
 
 
 def _abort(client, bucket: str, key: str, upload_id: str) -> None:

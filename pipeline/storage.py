@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import io
 import os
 import re
 import secrets
@@ -50,6 +51,7 @@ READ_TIMEOUT_S = 300
 """Generous: S3 may stay silent for long while it copies a big part server-side."""
 
 RETRY_ATTEMPTS = 5
+"""Attempts at one call, the first included; botocore's standard mode backs off up to 1+2+4+8 s."""
 
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
 _TEMP_SUFFIX = ".partial"
@@ -83,7 +85,8 @@ def make_s3_client(
     if (access_key_id is None) != (secret_access_key is None):
         raise ConfigError("an access key id needs its secret access key, and the reverse")
     config = Config(
-        retries={"mode": "standard", "max_attempts": RETRY_ATTEMPTS},
+        # `total_max_attempts`: in a client Config, botocore's `max_attempts` counts retries only.
+        retries={"mode": "standard", "total_max_attempts": RETRY_ATTEMPTS},
         connect_timeout=CONNECT_TIMEOUT_S,
         read_timeout=READ_TIMEOUT_S,
         s3={"addressing_style": "path"} if endpoint_url else None,
@@ -175,12 +178,12 @@ class S3Store(ObjectStore):
             raise storage_error("writing", self.uri(key), exc) from exc
 
     def get(self, key: str) -> bytes:
+        data = io.BytesIO()
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self.base + key)
-            with response["Body"] as body:
-                return body.read()
+            merge.read_object(self.client, {"Bucket": self.bucket, "Key": self.base + key}, data)
         except (BotoCoreError, ClientError) as exc:
             raise storage_error("reading", self.uri(key), exc) from exc
+        return data.getvalue()
 
     def size(self, key: str) -> int | None:
         try:
