@@ -145,7 +145,9 @@ def main(argv=None) -> int:
         return _fail(error.exit_code, str(error), is_run, summary_path)
     except (KeyboardInterrupt, Terminated) as error:
         reason = "interrupted by SIGTERM" if isinstance(error, Terminated) else "interrupted by SIGINT"
-        return _fail(1, f"{reason}; nothing was published", is_run, summary_path)
+        uri = getattr(error, "published_uri", None)
+        outcome = f"{uri} was published; objects it replaces go at the next run" if uri else "nothing was published"
+        return _fail(1, f"{reason}; {outcome}", is_run, summary_path)
     except Exception as error:  # the last resort: one line, never a bare traceback
         log.debug("unexpected error", exc_info=True)
         return _fail(1, f"unexpected error: {type(error).__name__}: {error}".splitlines()[0], is_run, summary_path)
@@ -172,6 +174,10 @@ def _preview_command(args, beam_args) -> int:
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
     settings = settings_from_args(args, beam_args)
+    from apache_beam.io.filesystems import FileSystems
+    from pipeline.run import beam_options
+
+    FileSystems.set_options(beam_options(beam_args))  # Beam's S3 reads need options
     lines, seen = preview(settings, args.limit)
     for line in lines:
         print(line)

@@ -24,19 +24,25 @@ def sweep_leftovers(store, *, export_name: str, day_dir: str, current_staging: s
     return stale + aborted
 
 
-def publish(store, *, shards, final_key: str, day_dir: str, export_name: str, append: bool) -> tuple[int, list[str]]:
+def publish(store, *, shards, final_key: str, day_dir: str, export_name: str, append: bool, on_complete=None):
     """Merges `shards` into `final_key`; in replace mode, removes the export's other objects.
 
-    Returns the published object's size and the keys it replaced.
+    Returns the published object's size and the keys it replaced. `on_complete` is called as
+    soon as the new object is in place, before anything is removed.
     """
     size = store.compose(final_key, shards)
+    if on_complete:
+        on_complete()
     return size, ([] if append else remove_superseded(store, day_dir, export_name, final_key))
 
 
-def publish_empty(store, *, final_key: str, compression: str, day_dir: str, export_name: str, append: bool):
+def publish_empty(store, *, final_key: str, compression: str, day_dir: str, export_name: str, append: bool,
+                  on_complete=None):
     """`--allow-empty` with zero lines: an empty object (0 bytes, or an empty gzip stream)."""
     data = EMPTY_GZIP if compression == "gzip" else b""
     store.put(final_key, data)
+    if on_complete:
+        on_complete()
     return len(data), ([] if append else remove_superseded(store, day_dir, export_name, final_key))
 
 

@@ -10,6 +10,7 @@ import logging
 import re
 import time
 
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
 from pipeline import layout, publish, tables
@@ -42,6 +43,7 @@ def run_export(settings: RunSettings, *, now: datetime.datetime | None = None) -
     _check_settings(settings)
     date = settings.date or now.astimezone(datetime.timezone.utc).date()
     spec, uploads_dir = resolve_target(settings)
+    FileSystems.set_options(beam_options(settings.beam_args))  # Beam's S3 reads need options
     table_list = tables.tables_of(settings)
     log.info("%d tables checked: %s", len(table_list), ", ".join(t.name for t in table_list))
 
@@ -57,19 +59,22 @@ def run_export(settings: RunSettings, *, now: datetime.datetime | None = None) -
     )
     if swept:
         log.info("removed %d leftovers of earlier runs of %s", len(swept), settings.export_name)
+    published = []  # the object's URI, once the new object is complete
     try:
         plan = ExportPlan(table_list, spec, staging, run_id)
-        size, replaced, report = _export_and_publish(settings, plan, store, final_key, day_dir)
+        size, replaced, report = _export_and_publish(settings, plan, store, final_key, day_dir, published)
     except BaseException as error:
+        if published:
+            error.published_uri = published[0]  # a signal after the upload completed: say so
         swept_by_another_run = isinstance(error, StorageError) and _is_empty(store, staging)
-        _remove_staging_after_failure(store, staging)
+        _remove_staging_best_effort(store, staging)
         if swept_by_another_run:
             raise StorageError(
                 f"run {run_id}: its staged shards were removed while it ran; another run of export "
                 f"{settings.export_name} started meanwhile and publishes the day's file ({error})"
             ) from error
         raise
-    publish.remove_staging(store, staging)
+    _remove_staging_best_effort(store, staging)
     return {
         "status": "succeeded",
         "run_id": run_id,
@@ -87,17 +92,20 @@ def run_export(settings: RunSettings, *, now: datetime.datetime | None = None) -
     }
 
 
-def _export_and_publish(settings, plan, store, final_key, day_dir):
+def _export_and_publish(settings, plan, store, final_key, day_dir, published: list):
     report = _run_pipeline(settings, plan)
     _check_report(settings, report)
     log.info("publishing %d lines from %d shards to %s", report.lines, len(report.shards), store.uri(final_key))
     publish_args = dict(day_dir=day_dir, export_name=settings.export_name, append=settings.append)
+    on_complete = lambda: published.append(store.uri(final_key))  # noqa: E731
     if report.lines:
         shards = [ObjectInfo(key, size) for key, size in report.shards]
-        size, replaced = publish.publish(store, shards=shards, final_key=final_key, **publish_args)
+        size, replaced = publish.publish(
+            store, shards=shards, final_key=final_key, on_complete=on_complete, **publish_args
+        )
     else:
         size, replaced = publish.publish_empty(
-            store, final_key=final_key, compression=settings.compression, **publish_args
+            store, final_key=final_key, compression=settings.compression, on_complete=on_complete, **publish_args
         )
     if settings.rejects:
         join_rejects(settings.rejects, plan.run_id, report.rejects_parts)
@@ -111,8 +119,8 @@ def _is_empty(store, prefix: str) -> bool:
         return False
 
 
-def _remove_staging_after_failure(store, staging: str) -> None:
-    """Best effort: the run's own error is what the user must see; a next run sweeps the rest."""
+def _remove_staging_best_effort(store, staging: str) -> None:
+    """The run's own outcome is what the user must see; a failed cleanup is left to the sweep."""
     try:
         publish.remove_staging(store, staging)
     except StorageError as error:

@@ -21,7 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline import storage
 from pipeline.errors import SchemaError, StorageError, UsageError
 from transforms.krux_line import LineRules, attribute_type_supported
-from transforms.read import open_csv_stream
+from transforms.read import is_storage_failure, open_csv_stream
 
 ATTRIBUTE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 CSV_SUFFIXES = (".csv.gz", ".csv")
@@ -170,8 +170,9 @@ def _parquet_metadata(table: str, path: str):
     try:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             return pq.ParquetFile(handle).metadata
-    except (OSError, pa.ArrowException) as error:
-        raise SchemaError(f"table {table}: cannot read Parquet file {path}: {_first_line(error)}") from error
+    except Exception as error:
+        kind = StorageError if is_storage_failure(error) else SchemaError
+        raise kind(f"table {table}: cannot read Parquet file {path}: {_first_line(error)}") from error
 
 
 def _csv_header(table: str, uri: str) -> list[str]:
@@ -179,8 +180,9 @@ def _csv_header(table: str, uri: str) -> list[str]:
         with open_csv_stream(uri) as stream:
             first_line = _read_line(stream)
         header = next(csv.reader([first_line.decode("utf-8-sig")]), None)
-    except (OSError, UnicodeDecodeError, EOFError, csv.Error, pa.ArrowException) as error:
-        raise SchemaError(f"table {table}: cannot read CSV file {uri}: {_first_line(error)}") from error
+    except Exception as error:
+        kind = StorageError if is_storage_failure(error) else SchemaError
+        raise kind(f"table {table}: cannot read CSV file {uri}: {_first_line(error)}") from error
     if not header:
         raise SchemaError(f"table {table}: CSV file {uri} has no header row")
     return header

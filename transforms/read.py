@@ -11,9 +11,11 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.aws.clients.s3.messages import S3ClientError
 from apache_beam.io.filesystems import FileSystems
+from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline.errors import SchemaError
+from pipeline.errors import SchemaError, StorageError
 
 __all__ = ["ReadTables", "TableBatch", "open_csv_stream", "read_task"]
 
@@ -53,7 +55,8 @@ class _ReadTaskFn(beam.DoFn):
             yield from self._read(task)
         except Exception as error:  # whatever breaks here, the file is what the user must check
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise SchemaError(f"table {task.table}: cannot read {task.path}: {reason}") from error
+            kind = StorageError if is_storage_failure(error) else SchemaError
+            raise kind(f"table {task.table}: cannot read {task.path}: {reason}") from error
 
     def _read(self, task):
         return read_task(task, self._batch_rows)
@@ -103,6 +106,11 @@ def _check_values(batch: pa.RecordBatch) -> None:
             column.validate(full=True)
         except pa.ArrowInvalid as error:
             raise pa.ArrowInvalid(f"column {name}: {error}") from error
+
+
+def is_storage_failure(error: BaseException) -> bool:
+    """An S3 error reading an input table (exit 4), rather than a bad file (exit 2)."""
+    return isinstance(error, (S3ClientError, BotoCoreError, ClientError))
 
 
 def open_csv_stream(path: str) -> pa.NativeFile:
