@@ -26,7 +26,7 @@ from pipeline.errors import (
 from pipeline.export import MANIFEST_NAME, ExportPlan, build_pipeline
 from pipeline.local_workers import filtered_stderr, stop_children
 from pipeline.settings import COMPRESSIONS, DEFAULT_BUCKET, RunSettings
-from pipeline.storage import ObjectInfo, StoreSpec, parse_s3_uri
+from pipeline.storage import ObjectInfo, StoreSpec
 from transforms.rejects import join_rejects
 from transforms.report import RunReport
 
@@ -137,13 +137,8 @@ def resolve_target(settings: RunSettings) -> tuple[StoreSpec, str]:
     region = settings.region or (connection.region if connection else None)
     endpoint = settings.endpoint_url or (connection.endpoint_url if connection else None)
     common = dict(region=region, endpoint_url=endpoint, connection=settings.connection)
-    root = settings.output_root
-    if root and not root.startswith("s3://"):
-        return StoreSpec(kind="local", local_root=root), ""
-    if root:
-        bucket, prefix = parse_s3_uri(root)
-        base = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
-        return StoreSpec(kind="s3", bucket=bucket, base=base, **common), ""
+    if settings.output_root:
+        return StoreSpec.from_uri(settings.output_root, **common), ""
     client_name = settings.client_name or (connection.client_name if connection else None)
     if not client_name:
         raise UsageError("no destination: give --connection NAME, or --client-name (or --output-root)")

@@ -279,3 +279,13 @@ def test_a_beam_dry_run_is_refused_because_nothing_could_be_published(run, s3, b
     code, summary, _ = run("--database", str(database), "--dry_run=True")
     assert code == 2 and "--dry_run" in summary["error"]
     assert day_objects(s3, bucket, "") == []
+
+
+def test_output_root_on_s3_writes_the_same_layout_under_that_prefix(run, s3, bucket, database):
+    code, summary, err = run("--database", str(database), "--output-root", f"s3://{bucket}/dry-run/uploads")
+    assert code == 0, err
+    key = f"dry-run/uploads/{DAY}/first_party_segment.txt.gz"
+    assert summary["object_uri"] == f"s3://{bucket}/{key}"
+    assert len(read_lines(s3, bucket, key)[0]) == 3
+    assert day_objects(s3, bucket, "") == [key]  # staging under the prefix is gone too
+    assert_nothing_left_over(s3, bucket)
