@@ -27,7 +27,7 @@ setup(
     extras_require={
         "test": ["pytest>=8", "moto[server]>=5.0", "hypothesis>=6.100"],
         # The benchmark's baseline (benchmarks/run.py) and its profiler; never needed to export.
-        "benchmark": ["duckdb>=1.1", "py-spy>=0.3"],
+        "benchmark": ["duckdb>=1.3", "py-spy>=0.3"],
     },
     entry_points={"console_scripts": ["krux-export=pipeline.cli:main"]},
 )
