@@ -174,10 +174,9 @@ def _preview_command(args, beam_args) -> int:
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
     settings = settings_from_args(args, beam_args)
-    from apache_beam.io.filesystems import FileSystems
-    from pipeline.run import beam_options
+    from pipeline.run import configure_filesystems
 
-    FileSystems.set_options(beam_options(beam_args))  # Beam's S3 reads need options
+    configure_filesystems(beam_args)
     lines, seen = preview(settings, args.limit)
     for line in lines:
         print(line)

@@ -18,6 +18,7 @@ import yaml
 
 from pipeline.errors import ConfigError
 from pipeline.layout import check_client_name
+from pipeline.settings import DEFAULT_BUCKET
 
 __all__ = [
     "CONNECTIONS_FILE",
@@ -30,7 +31,6 @@ __all__ = [
 ]
 
 CONNECTIONS_FILE = "connections.yml"
-DEFAULT_BUCKET = "krux-partners"
 DEFAULT_REGION = "us-east-1"
 
 _ENV_PREFIX = "env:"
@@ -74,9 +74,7 @@ def load_connection(name: str, home: Path | str | None = None) -> Connection:
     """Load connection `name` from `home`/connections.yml, resolving `env:` keys."""
     path = _file(home)
     entries = _read(path)
-    if name not in entries:
-        known = ", ".join(sorted(entries)) or "none"
-        raise ConfigError(f"no connection named {name!r} in {path} (known: {known})")
+    _require_entry(entries, name, path)
     entry = entries[name]
     where = f"connection {name!r} in {path}"
     if not isinstance(entry, dict):
@@ -144,12 +142,16 @@ def remove_connection(name: str, home: Path | str | None = None) -> Path:
     """Remove connection `name` from connections.yml; ConfigError if there is none."""
     path = _file(home)
     entries = _read(path)
-    if name not in entries:
-        known = ", ".join(sorted(entries)) or "none"
-        raise ConfigError(f"no connection named {name!r} in {path} (known: {known})")
+    _require_entry(entries, name, path)
     del entries[name]
     _write(path, entries)
     return path
+
+
+def _require_entry(entries: dict, name: str, path: Path) -> None:
+    if name not in entries:
+        known = ", ".join(sorted(entries)) or "none"
+        raise ConfigError(f"no connection named {name!r} in {path} (known: {known})")
 
 
 def _file(home: Path | str | None) -> Path:

@@ -27,10 +27,9 @@ def preview(settings, limit: int) -> tuple[list[str], dict]:
             for _, _, batch in read_task(task, PREVIEW_BATCH_ROWS):
                 rows_read += batch.num_rows
                 rows = normalize(batch, rules)
-                bad = pc.is_valid(rows.reasons)
-                for item in pc.value_counts(rows.reasons.filter(bad)).to_pylist():
-                    invalid[item["values"]] = invalid.get(item["values"], 0) + item["counts"]
-                rows = rows.filter(pc.invert(bad))
+                for reason, count in rows.invalid_counts().items():
+                    invalid[reason] = invalid.get(reason, 0) + count
+                rows = rows.filter(pc.is_null(rows.reasons))
                 if settings.group_by_user:
                     triples.append(to_triples(rows, rules.segment_attribute))
                 else:

@@ -43,7 +43,7 @@ def run_export(settings: RunSettings, *, now: datetime.datetime | None = None) -
     _check_settings(settings)
     date = settings.date or now.astimezone(datetime.timezone.utc).date()
     spec, uploads_dir = resolve_target(settings)
-    FileSystems.set_options(beam_options(settings.beam_args))  # Beam's S3 reads need options
+    configure_filesystems(settings.beam_args)
     table_list = tables.tables_of(settings)
     log.info("%d tables checked: %s", len(table_list), ", ".join(t.name for t in table_list))
 
@@ -153,6 +153,11 @@ def _check_settings(settings: RunSettings) -> None:
         raise UsageError(f"compression {settings.compression!r} must be one of {', '.join(COMPRESSIONS)}")
     if settings.rejects and not settings.skip_invalid_records:
         raise UsageError("--rejects needs --skip-invalid-records (without it the first invalid row stops the run)")
+
+
+def configure_filesystems(beam_args) -> None:
+    """Beam's S3 file system needs options before the launcher reads any `s3://` table."""
+    FileSystems.set_options(beam_options(beam_args))
 
 
 def beam_options(beam_args) -> PipelineOptions:

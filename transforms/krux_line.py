@@ -83,6 +83,11 @@ class NormalizedBatch:
     reasons: pa.Array  # string: InvalidReason value of the first reason that applies, null when valid
     reason_columns: pa.Array  # string: column that caused the reason, null when valid
 
+    def invalid_counts(self) -> dict:
+        """Rows per invalid reason, e.g. {"missing_user_id": 2}; empty when all rows are valid."""
+        invalid = self.reasons.filter(pc.is_valid(self.reasons))
+        return {c["values"].as_py(): c["counts"].as_py() for c in pc.value_counts(invalid)}
+
     def filter(self, mask: pa.Array) -> "NormalizedBatch":
         """The same batch keeping only the rows where ``mask`` is true."""
         return NormalizedBatch(

@@ -66,8 +66,7 @@ class _CheckRecordsFn(beam.DoFn):
         invalid = pc.is_valid(rows.reasons)
         invalid_count = pc.sum(invalid).as_py() or 0
         if invalid_count:
-            counts = pc.value_counts(rows.reasons.filter(invalid))
-            report.invalid = {c["values"].as_py(): c["counts"].as_py() for c in counts}
+            report.invalid = rows.invalid_counts()
             report.first_invalid = self._describe_first(table, first_row, batch, rows, invalid)
             if self._keep_invalid:
                 yield beam.pvalue.TaggedOutput(
