@@ -22,11 +22,11 @@ fi
 
 WORK=local_run
 rm -rf "$WORK" && mkdir -p "$WORK"
-python -m pipeline.demo write-sample "$WORK/activate_to_krux"
+python tools/demo.py write-sample "$WORK/activate_to_krux"
 
 # Dummy credentials for the embedded server only; a real run uses a connection (README).
 export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_DEFAULT_REGION=us-east-1
-python -m pipeline.demo s3-server "$WORK/endpoint" &
+python tools/demo.py s3-server "$WORK/endpoint" &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [ -s "$WORK/endpoint" ] && break; sleep 0.1; done
@@ -42,5 +42,5 @@ krux-export run \
 OBJECT="$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["object_uri"])' "$WORK/summary.json")"
 echo
 echo "summary: $(cat "$WORK/summary.line")"
-AWS_ENDPOINT_URL_S3="$ENDPOINT" python -m pipeline.demo show "$OBJECT"
+AWS_ENDPOINT_URL_S3="$ENDPOINT" python tools/demo.py show "$OBJECT"
 echo "rejected rows: $WORK/rejects.jsonl"

@@ -29,5 +29,5 @@ setup(
         # The benchmark's baseline (benchmarks/run.py) and its profiler; never needed to export.
         "benchmark": ["duckdb>=1.3", "py-spy>=0.3"],
     },
-    entry_points={"console_scripts": ["krux-export=pipeline.cli:main"]},
+    entry_points={"console_scripts": ["krux-export=pipeline.commands.cli:main"]},
 )

@@ -42,12 +42,13 @@ def short(frame: str) -> str:
 
 PHASES = (  # first match wins, on the whole stack
     ("imports (Python, Beam, pyarrow, boto3 start-up)", ("_find_and_load",)),
-    ("read Parquet (transforms/read.py)", ("(transforms/read.py",)),
-    ("check + normalize rows (krux_line.normalize)", ("normalize (transforms/krux_line.py",)),
-    ("build lines (krux_line.build_lines)", ("build_lines (transforms/krux_line.py",)),
-    ("group by user (transforms/group*.py)", ("(transforms/group",)),
+    ("read Parquet (pipeline/storage/inputs.py)", ("read_task (pipeline/storage/inputs.py", "(transforms/read.py")),
+    ("check + normalize rows (krux/lines.normalize)", ("normalize (pipeline/krux/lines.py",)),
+    ("build lines (krux/lines.build_lines)", ("build_lines (pipeline/krux/lines.py",)),
+    ("group by user (transforms/group.py, krux/grouping.py)", ("(transforms/group", "(pipeline/krux/grouping")),
     ("write shards: gzip + put (transforms/shards.py)", ("(transforms/shards.py",)),
-    ("publish: merge shards, replace (pipeline/publish.py, merge.py)", ("(pipeline/publish.py", "(pipeline/merge.py")),
+    ("publish: merge shards, replace (launcher/publish.py, storage/multipart.py)",
+     ("(pipeline/launcher/publish.py", "(pipeline/storage/multipart.py")),
     ("build and translate the pipeline", ("build_pipeline (", "to_runner_api", "create_stages", "fn_api_runner/translations")),
     ("Beam runner, data plane, coders (the rest of apache_beam)", ("apache_beam",)),
 )

@@ -1,7 +1,9 @@
-"""Errors a run can end with, each carrying the exit code SPEC §7 gives it.
+"""Errors a run can end with, each carrying its exit code (0 done, 2 usage or schema, 3 records, 4 storage, 1 else).
 
-Only `pipeline.cli` turns them into an exit; everything else raises.
+Only `pipeline.commands` turns them into an exit; everything else raises.
 """
+
+import re
 
 
 class ExportError(Exception):
@@ -44,3 +46,61 @@ class StorageError(ExportError):
 
 class Terminated(BaseException):
     """SIGTERM, raised in the main thread so every `finally` cleans up as for Ctrl-C."""
+
+
+class Interrupted(BaseException):
+    """A run stopped by SIGTERM or Ctrl-C, after cleaning up; says whether it had published.
+
+    A BaseException, like the signal it comes from, so a schedule stops too.
+    """
+
+    exit_code = 1
+
+    def __init__(self, signal_name: str, published_uri: str | None = None):
+        outcome = (
+            f"{published_uri} was published; objects it replaces go at the next run"
+            if published_uri
+            else "nothing was published"
+        )
+        super().__init__(f"interrupted by {signal_name}; {outcome}")
+        self.signal_name = signal_name
+        self.published_uri = published_uri
+
+
+def describe_failure(error: BaseException) -> tuple[int, str]:
+    """The exit code and one-line reason of a failed run, whatever was raised."""
+    if isinstance(error, (ExportError, Interrupted)):
+        exit_code, reason = error.exit_code, str(error)
+    elif isinstance(error, Terminated):
+        exit_code, reason = 1, "interrupted by SIGTERM"
+    elif isinstance(error, KeyboardInterrupt):
+        exit_code, reason = 1, "interrupted by SIGINT"
+    else:
+        exit_code, reason = 1, (f"unexpected error: {type(error).__name__}: {error}".splitlines() or ["failed"])[0]
+    return exit_code, " ".join(reason.split()) or "failed"
+
+
+def error_from_worker(text: str) -> ExportError | None:
+    """Our error raised in a Beam worker, found in the text the runner reports, if any.
+
+    Runners hand a worker's failure back as text (a traceback whose last line is
+    `pipeline.errors.SchemaError: table t: ...`); the type and one-line reason come back
+    from it, without Beam's ` [while running ...]` step suffix.
+    """
+    classes = _error_classes(ExportError)
+    pattern = re.compile(r"\b(" + "|".join(sorted(classes, key=len, reverse=True)) + r"): (.+)")
+    found = None
+    for match in pattern.finditer(text):
+        found = match  # the last one: the error itself, after any chained causes
+    if found is None:
+        return None
+    reason = found.group(2).split(" [while running")[0].strip()
+    return classes[found.group(1)](reason)
+
+
+def _error_classes(base: type) -> dict[str, type]:
+    classes = {base.__name__: base}
+    for subclass in base.__subclasses__():
+        classes.update(_error_classes(subclass))
+    return classes
+

@@ -14,9 +14,9 @@ MOTO_MIN_PART_BYTES = int(os.environ.setdefault("S3_UPLOAD_PART_MIN_SIZE", str(2
 """The part minimum this session's moto server enforces: 256 KiB instead of S3's 5 MiB.
 
 moto reads S3_UPLOAD_PART_MIN_SIZE once, when it is imported, so it is set here, before the
-import below. Tests that merge shards lower `pipeline.merge.MIN_PART_BYTES` to the same
-number with the `min_part_bytes` fixture: multi-part merges then need kilobytes, not
-megabytes, and moto still refuses a part under the minimum with EntityTooSmall.
+import below. Tests that merge shards pass the same number as the part minimum (the
+`min_part_bytes` fixture): multi-part merges then need kilobytes, not megabytes, and moto
+still refuses a part under the minimum with EntityTooSmall.
 """
 
 from moto.server import ThreadedMotoServer  # noqa: E402  (after the variable above)
@@ -28,8 +28,7 @@ if S3_UPLOAD_PART_MIN_SIZE != MOTO_MIN_PART_BYTES:
         f"its part minimum is {S3_UPLOAD_PART_MIN_SIZE}, expected {MOTO_MIN_PART_BYTES}"
     )
 
-import pipeline.merge  # noqa: E402
-from pipeline.storage import make_s3_client  # noqa: E402
+from pipeline.storage.s3 import make_s3_client  # noqa: E402
 
 REGION = "us-east-1"
 
@@ -91,7 +90,6 @@ def bucket(s3):
 
 
 @pytest.fixture
-def min_part_bytes(monkeypatch):
-    """Lower `pipeline.merge.MIN_PART_BYTES` to the moto server's minimum, and return it."""
-    monkeypatch.setattr(pipeline.merge, "MIN_PART_BYTES", MOTO_MIN_PART_BYTES)
+def min_part_bytes():
+    """The moto server's part minimum, for tests to pass as the merge's part minimum."""
     return MOTO_MIN_PART_BYTES

@@ -10,7 +10,7 @@ on one machine, where the DirectRunner keeps the whole shuffle in memory.
 import apache_beam as beam
 import pyarrow as pa
 
-from transforms.grouping import group_lines, split_by_partition, to_triples
+from pipeline.krux.grouping import group_lines, split_by_partition, to_triples
 
 __all__ = ["GroupByUser"]
 

@@ -16,7 +16,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from pipeline.errors import StorageError
-from transforms.report import RunReport
+from pipeline.krux.report import RunReport
 
 __all__ = ["WriteRejects", "join_rejects", "parts_dir"]
 

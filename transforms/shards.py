@@ -2,7 +2,7 @@
 
 Each bundle writes its own shards, rolling over at `target_bytes`, so memory stays flat
 however big the audience. Compressed shards are one gzip member each (igzip level 1, about
-ten times zlib level 6's speed), so their concatenation is one valid gzip file (SPEC §4).
+ten times zlib level 6's speed), so their concatenation is one valid gzip file.
 Each shard is a single PUT: a killed worker leaves no open multipart upload. A retried
 bundle's shards have fresh names and are never in the manifest, so they are never merged.
 """
@@ -16,7 +16,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 from isal import isal_zlib
 
-from transforms.report import RunReport
+from pipeline.krux.report import RunReport
 
 __all__ = ["WriteShards", "lines_buffer"]
 
@@ -45,9 +45,9 @@ def lines_buffer(lines: pa.Array) -> memoryview:
 class WriteShards(beam.PTransform):
     """Writes line arrays as shards; outputs one `RunReport` (shards, lines) per shard."""
 
-    def __init__(self, store_spec, prefix: str, compression: str, *, target_bytes: int | None = None):
+    def __init__(self, store_spec, prefix: str, compression: str, *, target_bytes: int = SHARD_TARGET_BYTES):
         super().__init__()
-        self._fn = _WriteShardsFn(store_spec, prefix, compression, target_bytes or SHARD_TARGET_BYTES)
+        self._fn = _WriteShardsFn(store_spec, prefix, compression, target_bytes)
 
     def expand(self, lines):
         return lines | "PutShards" >> beam.ParDo(self._fn)

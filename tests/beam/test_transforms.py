@@ -11,16 +11,17 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.storage import StoreSpec
-from pipeline.tables import ReadTask
+from pipeline.krux.lines import LineRules
+from pipeline.krux.report import RunReport
+from pipeline.storage.inputs import ReadTask, TableBatch
+from pipeline.storage.stores import StoreSpec
+from transforms.check import CheckRecords, FormatLines
 from transforms.group import GroupByUser
-from transforms.krux_line import LineRules
-from transforms.lines import CheckRecords, FormatLines
-from transforms.read import ReadTables, TableBatch
-from transforms.report import CombineReports, RunReport
+from transforms.manifest import CombineReports
+from transforms.read import ReadTables
 from transforms.shards import WriteShards, lines_buffer
 
-RULES = LineRules()
+RULES = LineRules("user_id", "td_segment", "segment")
 
 
 def make_pipeline():

@@ -26,8 +26,8 @@ import pytest
 from partner_bucket import CLIENT, DAY, KEY, KEY_TXT, PartnerBucket
 from s3_proxy import Delay, S3FaultProxy
 
-from pipeline import cli
-from pipeline.storage import make_s3_client
+from pipeline.commands import cli
+from pipeline.storage.s3 import make_s3_client
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HOLD_S = 120
@@ -66,19 +66,6 @@ PHASES = {
     "replacing": Phase((("DeleteObjects", Delay(HOLD_S), "/uploads/"),), published=True, sigkill_leaves=("staging",)),
 }
 SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGKILL": signal.SIGKILL}
-
-_WITH_S3_INPUT = """
-import sys
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
-from pipeline.cli import main
-
-# A fresh process cannot read s3:// schemas yet: Beam's S3 file system wants pipeline options
-# (reported with issue #5). The kill is under test here, not that bug.
-FileSystems.set_options(PipelineOptions([]))
-sys.exit(main(sys.argv[1:]))
-"""
-
 
 class DayWatch:
     """Lists the day folder over and over while a run goes on: the fewest export objects seen."""
@@ -137,15 +124,14 @@ def killed_runs(s3_endpoint, tables):
         s3.create_bucket(Bucket=partner.name)
         partner.put_previous()
         env = dict(os.environ)
-        source, launcher = str(root), ["-m", "pipeline"]
+        source = str(root)
         if phase.s3_input:
             warehouse = f"warehouse-{uuid.uuid4().hex[:12]}"
             s3.create_bucket(Bucket=warehouse)
             for path in sorted(root.iterdir()):
                 s3.put_object(Bucket=warehouse, Key=f"activate_to_krux/{path.name}", Body=path.read_bytes())
             source, env["AWS_ENDPOINT_URL_S3"] = f"s3://{warehouse}/activate_to_krux", proxy.url
-            launcher = ["-c", _WITH_S3_INPUT]
-        command = [sys.executable, *launcher, "run", "--database", source, "--client-name", CLIENT,
+        command = [sys.executable, "-m", "pipeline", "run", "--database", source, "--client-name", CLIENT,
                    "--bucket", partner.name, "--endpoint-url", proxy.url, "--date", DAY]
 
         def hold():

@@ -1,8 +1,8 @@
 """S3 faults on every call kind of a run, injected by a proxy in front of moto (issue #5, part 1).
 
 Transient faults (each call kind fails once, then answers): botocore's standard retry mode
-(5 attempts, `pipeline.storage.make_s3_client`) and the body re-reads of
-`pipeline.merge.read_object` carry the run to the right object. Persistent faults: the run
+(5 attempts, `pipeline.storage.s3.make_s3_client`) and the body re-reads of
+`pipeline.storage.s3.read_object` carry the run to the right object. Persistent faults: the run
 exits 4 within a bounded time, the day's earlier objects stay as they were, and whatever it
 could not clean up (only where S3 refused the cleanup itself or lost the answer naming an
 upload) is removed by the next run's sweep (SPEC §4, §7).
@@ -22,9 +22,10 @@ import pytest
 from partner_bucket import CLIENT, DAY, KEY, KEY_TXT, SMALL_SHARD_BYTES, PartnerBucket
 from s3_proxy import CALL_KINDS, INTERNAL_ERROR, RESET, SLOW_DOWN, TRUNCATE, Delay, S3FaultProxy
 
-from pipeline import cli
-from pipeline.storage import RETRY_ATTEMPTS, ObjectInfo, S3Store, make_s3_client
-from transforms import shards
+from pipeline.commands import cli
+from pipeline.storage.s3 import RETRY_ATTEMPTS, make_s3_client
+from pipeline.storage.stores import ObjectInfo, S3Store
+from pipeline.launcher.tunables import Tunables
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -143,7 +144,7 @@ TRANSIENT = (
         ),
     ),
     # S3 completes the upload but every answer to it is cut: the run finds the object is its
-    # own (`pipeline.merge._is_completed`) instead of reporting a failure it did not have.
+    # own (`pipeline.storage.multipart._is_completed`) instead of reporting a failure it did not have.
     Transient("every-complete-answer-lost", (Rule("CompleteMultipartUpload", TRUNCATE, times=None),)),
 )
 
@@ -174,21 +175,13 @@ PERSISTENT = (
 
 _RUN_WITH_TEST_SIZES = """
 import sys
-import pipeline.merge
-import transforms.shards
-from pipeline.cli import main
+from pipeline.commands.cli import Runtime, main
+from pipeline.launcher.tunables import Tunables
 
-pipeline.merge.MIN_PART_BYTES = int(sys.argv[1])
-transforms.shards.SHARD_TARGET_BYTES = int(sys.argv[2])
-if any(arg.startswith("s3://") for arg in sys.argv):
-    # A fresh process cannot read s3:// schemas yet: Beam's S3 file system wants pipeline
-    # options (reported with issue #5). The faults are under test here, not that bug.
-    from apache_beam.io.filesystems import FileSystems
-    from apache_beam.options.pipeline_options import PipelineOptions
-    FileSystems.set_options(PipelineOptions([]))
-sys.exit(main(sys.argv[3:]))
+tunables = Tunables(min_part_bytes=int(sys.argv[1]), shard_target_bytes=int(sys.argv[2]))
+sys.exit(main(sys.argv[3:], runtime=Runtime(tunables=tunables)))
 """
-"""`krux-export` with this module's part and shard sizes, which a subprocess cannot get by monkeypatch."""
+"""`krux-export` in a fresh process, given this module's part and shard sizes."""
 
 
 @dataclass
@@ -265,18 +258,19 @@ def outcome_of(outcomes, case) -> Outcome:
     return outcomes[case.id]
 
 
-def next_clean_run(partner, tables, monkeypatch, capsys) -> None:
+def next_clean_run(partner, tables, min_part_bytes, capsys) -> None:
     """The next run of the export, S3 healthy again: it sweeps what was left and publishes."""
-    monkeypatch.setattr(shards, "SHARD_TARGET_BYTES", SMALL_SHARD_BYTES)
+    tunables = Tunables(shard_target_bytes=SMALL_SHARD_BYTES, min_part_bytes=min_part_bytes)
     code = cli.main(["run", "--database", str(tables[0]), "--client-name", CLIENT, "--bucket", partner.name,
-                     "--endpoint-url", partner.s3.meta.endpoint_url, "--date", DAY, "--runner=FnApiRunner"])
+                     "--endpoint-url", partner.s3.meta.endpoint_url, "--date", DAY, "--runner=FnApiRunner"],
+                    runtime=cli.Runtime(tunables=tunables))
     assert code == 0, capsys.readouterr().err
     assert partner.clean_with(tables[1])
 
 
 @pytest.mark.parametrize("case", TRANSIENT, ids=lambda case: case.id)
 def test_transient_faults_are_retried_and_the_run_publishes_the_right_object(
-    case, outcomes, s3, tables, min_part_bytes, monkeypatch, capsys
+    case, outcomes, s3, tables, min_part_bytes, capsys
 ):
     outcome = outcome_of(outcomes, case)
     partner = PartnerBucket(s3, outcome.bucket)
@@ -294,13 +288,13 @@ def test_transient_faults_are_retried_and_the_run_publishes_the_right_object(
         # S3 created an upload whose answer was cut: the run never learnt its id, the next
         # run of the export aborts it (SPEC §4: open uploads on its keys).
         assert [key for key, _ in uploads] == [KEY]
-        next_clean_run(partner, tables, monkeypatch, capsys)
+        next_clean_run(partner, tables, min_part_bytes, capsys)
     assert partner.open_uploads() == []
 
 
 @pytest.mark.parametrize("case", PERSISTENT, ids=lambda case: case.id)
 def test_a_persistent_fault_exits_4_in_bounded_time_and_leaves_only_what_the_next_run_sweeps(
-    case, outcomes, s3, tables, min_part_bytes, monkeypatch, capsys
+    case, outcomes, s3, tables, min_part_bytes, capsys
 ):
     outcome = outcome_of(outcomes, case)
     partner = PartnerBucket(s3, outcome.bucket)
@@ -321,5 +315,5 @@ def test_a_persistent_fault_exits_4_in_bounded_time_and_leaves_only_what_the_nex
     if outcome.planted:
         assert (KEY, outcome.planted[1]) in uploads
     if staging or uploads:
-        next_clean_run(partner, tables, monkeypatch, capsys)
+        next_clean_run(partner, tables, min_part_bytes, capsys)
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from pipeline import cli
-from pipeline.connections import CONNECTIONS_FILE, load_connection
+from pipeline.commands import cli
+from pipeline.config.connections import CONNECTIONS_FILE, load_connection
 
 SECRET = "Sk3cr3t/VALUE+that-must-never-leak"
 ACCESS_KEY_ID = "AKIAEXAMPLEKEY7Q2Z"

@@ -28,12 +28,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 
-from pipeline import tables
-from pipeline.connections import Connection, save_connection
-from pipeline.export import ExportPlan, build_pipeline
-from pipeline.run import resolve_target
-from pipeline.settings import RunSettings
-from transforms.krux_line import LineRules
+from pipeline.storage import inputs as tables
+from pipeline.config.connections import Connection, save_connection
+from pipeline.launcher.graph import ExportPlan, build_pipeline
+from pipeline.launcher.run import resolve_target
+from pipeline.config.settings import RunSettings
+from pipeline.krux.lines import LineRules
 
 SETUP_FILE = Path(__file__).resolve().parents[2] / "setup.py"
 DATAFLOW_ARGS = [
@@ -110,7 +110,7 @@ def dataflow_pipeline(settings):
     """The export graph with Dataflow's options, built as `run_export` builds it (not run)."""
     spec, _ = resolve_target(settings)
     found = tables.find_tables(settings.sources, settings.database, settings.table_prefix)
-    plan = ExportPlan(tables.load_tables(found, LineRules()), spec,
+    plan = ExportPlan(tables.load_tables(found, LineRules("user_id", "td_segment", "segment")), spec,
                       "_staging/first_party_segment/20261128T000000Z-abcd/", "20261128T000000Z-abcd")
     options = PipelineOptions(DATAFLOW_ARGS)
     pipeline = build_pipeline(settings, plan, options)

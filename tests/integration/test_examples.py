@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import cli
-from pipeline.connections import Connection, save_connection
+from pipeline.commands import cli
+from pipeline.config.connections import Connection, save_connection
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

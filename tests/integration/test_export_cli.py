@@ -9,8 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import cli, merge, storage
-from transforms import shards
+from pipeline.commands import cli
+from pipeline.launcher.tunables import Tunables
+from pipeline.storage import stores
 
 CLIENT = "client-treasure-data"
 DAY = "2026-11-28"
@@ -38,12 +39,12 @@ def database(tmp_path):
 def run(s3_endpoint, bucket, capsys):
     """Runs the CLI in this process; returns (exit code, summary dict, stderr)."""
 
-    def run_cli(*args, date=DAY, client=CLIENT):
+    def run_cli(*args, date=DAY, client=CLIENT, tunables=None):
         argv = ["run", "--client-name", client, "--bucket", bucket, "--endpoint-url", s3_endpoint,
                 "--runner=FnApiRunner", *args]
         if date:
             argv += ["--date", date]
-        code = cli.main(argv)
+        code = cli.main(argv, runtime=cli.Runtime(tunables=tunables))
         out, err = capsys.readouterr()
         return code, json.loads(out.strip().splitlines()[-1]), err
 
@@ -136,10 +137,10 @@ def big_database(tmp_path):
 
 
 def test_large_export_is_merged_from_several_copied_parts_into_one_gzip_stream(
-    run, s3, bucket, big_database, min_part_bytes, monkeypatch
+    run, s3, bucket, big_database, min_part_bytes
 ):
-    monkeypatch.setattr(shards, "SHARD_TARGET_BYTES", min_part_bytes)
-    code, summary, err = run("--database", str(big_database))
+    tunables = Tunables(shard_target_bytes=min_part_bytes, min_part_bytes=min_part_bytes)
+    code, summary, err = run("--database", str(big_database), tunables=tunables)
     assert code == 0, err
     key = DAY_PREFIX + "first_party_segment.txt.gz"
     head = s3.head_object(Bucket=bucket, Key=key)
@@ -160,13 +161,13 @@ def test_failure_during_merge_keeps_the_previous_object_and_leaves_no_debris(run
     key = DAY_PREFIX + "first_party_segment.txt.gz"
     before = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
-    real_compose = storage.S3Store.compose
+    real_compose = stores.S3Store.compose
 
     def compose_with_a_vanished_shard(self, key, sources, **kwargs):
         # A shard that is gone by merge time: UploadPartCopy fails half way through the upload.
-        return real_compose(self, key, [*sources, storage.ObjectInfo(sources[0].key + ".gone", 10)], **kwargs)
+        return real_compose(self, key, [*sources, stores.ObjectInfo(sources[0].key + ".gone", 10)], **kwargs)
 
-    monkeypatch.setattr(storage.S3Store, "compose", compose_with_a_vanished_shard)
+    monkeypatch.setattr(stores.S3Store, "compose", compose_with_a_vanished_shard)
     code, summary, err = run("--database", str(database), "--group-by-user")
     assert code == 4
     assert summary["status"] == "failed" and summary["exit_code"] == 4

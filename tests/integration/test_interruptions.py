@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import cli
+from pipeline.commands import cli
 
 CLIENT = "client-treasure-data"
 DAY = "2026-11-28"

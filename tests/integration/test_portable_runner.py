@@ -41,8 +41,8 @@ from apache_beam.portability.api import beam_job_api_pb2, beam_job_api_pb2_grpc,
 from apache_beam.runners.portability import portable_runner
 from google.protobuf import json_format
 
-from pipeline import cli
-from pipeline.connections import Connection, save_connection
+from pipeline.commands import cli
+from pipeline.config.connections import Connection, save_connection
 
 VENV_BIN = Path(sys.executable).parent  # not resolved: the venv's bin, not the base interpreter's
 SETUP_FILE = Path(__file__).resolve().parents[2] / "setup.py"
@@ -307,4 +307,4 @@ def test_export_on_the_portable_runner_publishes_the_days_file(
     assert len(staged) == 1, sorted(map(str, portable.staging_dir.rglob("*")))
     with tarfile.open(staged[0]) as sdist:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
-    assert {"setup.py", "pipeline/export.py", "pipeline/storage.py", "transforms/shards.py"} <= names
+    assert {"setup.py", "pipeline/launcher/graph.py", "pipeline/storage/stores.py", "transforms/shards.py"} <= names

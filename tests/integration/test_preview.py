@@ -3,7 +3,7 @@
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import cli
+from pipeline.commands import cli
 
 SPEC_ROW = {"user_id": ["uid1"], "td_segment": ["seg1,seg2"], "email": [""], "firstname": ["Britty"],
             "lastname": ["Morris"]}

@@ -1,4 +1,4 @@
-"""`krux-export schedule FILE [--next N]` through `pipeline.cli.main`, on a fake clock."""
+"""`krux-export schedule FILE [--next N]` through `pipeline.commands.cli.main`, on a fake clock."""
 
 import datetime
 import gzip
@@ -9,7 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import cli, schedule
+from pipeline.commands import cli
+from pipeline.errors import Terminated
+from pipeline.launcher.run import RunResult
 
 NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.timezone.utc)
 
@@ -33,10 +35,13 @@ class FakeClock:
 
 
 @pytest.fixture
-def clock(monkeypatch):
-    fake = FakeClock()
-    monkeypatch.setattr(schedule, "SystemClock", lambda: fake)
-    return fake
+def clock():
+    return FakeClock()
+
+
+def schedule_cli(argv, clock, run_export=None):
+    """The command, given the fake clock (and a stand-in for the export, where a test has one)."""
+    return cli.main(argv, runtime=cli.Runtime(clock=clock, run_export=run_export))
 
 
 def write_job(tmp_path, text):
@@ -55,7 +60,7 @@ def test_next_3_prints_start_times_in_the_jobs_zone_with_the_delay(tmp_path, clo
         result_connection: dmp
         result_settings: {export_type: first_party_segment}
         """)
-    assert cli.main(["schedule", str(path), "--next", "3"]) == 0
+    assert schedule_cli(["schedule", str(path), "--next", "3"], clock) == 0
     out, err = capsys.readouterr()
     assert out == "2026-11-29T09:30:00+09:00\n2026-11-30T09:30:00+09:00\n2026-12-01T09:30:00+09:00\n"
     assert err == ""
@@ -73,7 +78,7 @@ def test_next_3_for_the_spec_example_job(tmp_path, clock, capsys):
         result_settings: {export_type: first_party_segment, skip_invalid_records: true,
                           append: false, group_by_user: true, compression: gzip}
         """)
-    assert cli.main(["schedule", str(path), "--next", "3"]) == 0
+    assert schedule_cli(["schedule", str(path), "--next", "3"], clock) == 0
     assert capsys.readouterr().out.splitlines() == [
         "2026-11-29T00:10:00+00:00", "2026-11-30T00:10:00+00:00", "2026-12-01T00:10:00+00:00",
     ]
@@ -86,7 +91,7 @@ def test_a_job_without_schedule_exits_2_saying_so(tmp_path, clock, capsys):
         result_connection: dmp
         result_settings: {export_type: first_party_segment}
         """)
-    assert cli.main(["schedule", str(path), "--next", "3"]) == 2
+    assert schedule_cli(["schedule", str(path), "--next", "3"], clock) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err == f'krux-export: error: {path}: the job has no schedule (add schedule: such as "0 0 * * *")\n'
@@ -97,7 +102,7 @@ def test_a_job_without_schedule_exits_2_saying_so(tmp_path, clock, capsys):
     (["--next", "x"], "--next: expected a whole number of 1 or more, got 'x'"),
 ])
 def test_bad_next_is_a_usage_error(tmp_path, clock, capsys, argv, message):
-    assert cli.main(["schedule", str(tmp_path / "job.yml"), *argv]) == 2
+    assert schedule_cli(["schedule", str(tmp_path / "job.yml"), *argv], clock) == 2
     assert capsys.readouterr().err == f"krux-export: error: {message}\n"
 
 
@@ -109,7 +114,7 @@ def test_a_bad_job_file_exits_2_naming_the_key(tmp_path, clock, capsys):
         result_connection: dmp
         result_settings: {export_type: first_party_segment}
         """)
-    assert cli.main(["schedule", str(path)]) == 2
+    assert schedule_cli(["schedule", str(path)], clock) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"krux-export: error: {path}: schedule '0 0 * * * *' must have five fields")
 
@@ -130,7 +135,7 @@ def test_schedule_runs_the_export_for_the_utc_date_and_prints_its_summary(tmp_pa
         result_settings: {export_type: first_party_segment}
         """)
     clock.stop_at = 2
-    assert cli.main(["schedule", str(path)]) == 0  # stopping is how a schedule ends
+    assert schedule_cli(["schedule", str(path)], clock) == 0  # stopping is how a schedule ends
     out, err = capsys.readouterr()
     summary = json.loads(out.strip())
     # 08:00 in Tokyo on 29 November is 23:00 UTC on the 28th.
@@ -153,7 +158,7 @@ def test_three_configuration_failures_print_three_failed_lines_then_exit_2(tmp_p
         output_root: ./out
         result_settings: {export_type: first_party_segment}
         """)
-    assert cli.main(["schedule", str(path)]) == 2
+    assert schedule_cli(["schedule", str(path)], clock) == 2
     out, err = capsys.readouterr()
     reason = f"{tmp_path / 'missing'}: no such directory"
     assert [json.loads(line) for line in out.splitlines()] == [
@@ -167,10 +172,8 @@ def test_three_configuration_failures_print_three_failed_lines_then_exit_2(tmp_p
     )
 
 
-def test_beam_options_given_to_the_command_follow_the_jobs_own(tmp_path, clock, monkeypatch):
+def test_beam_options_given_to_the_command_follow_the_jobs_own(tmp_path, clock):
     """Flags argparse leaves over go to Beam, after the job file's own."""
-    import pipeline.run
-
     path = write_job(tmp_path, """\
         name: daily
         schedule: "@daily"
@@ -180,22 +183,22 @@ def test_beam_options_given_to_the_command_follow_the_jobs_own(tmp_path, clock, 
         result_settings: {export_type: first_party_segment}
         """)
     seen = []
-    monkeypatch.setattr(pipeline.run, "run_export", lambda settings: seen.append(settings) or {"status": "succeeded"})
     clock.stop_at = 2
-    assert cli.main(["schedule", str(path), "--direct_num_workers=3"]) == 0
+
+    def run_export(settings, tunables=None):
+        seen.append(settings)
+        return RunResult({"status": "succeeded"})
+
+    assert schedule_cli(["schedule", str(path), "--direct_num_workers=3"], clock, run_export) == 0
     assert [(s.date, s.beam_args) for s in seen] == [
         (datetime.date(2026, 11, 29), ("--runner=FnApiRunner", "--direct_num_workers=3")),
     ]
 
 
-def test_sigterm_during_a_run_ends_that_run_as_failed_and_stops_the_schedule(tmp_path, clock, capsys, monkeypatch):
-    import pipeline.run
-    from pipeline.errors import Terminated
-
-    def terminated_mid_run(settings):
+def test_sigterm_during_a_run_ends_that_run_as_failed_and_stops_the_schedule(tmp_path, clock, capsys):
+    def terminated_mid_run(settings, tunables=None):
         raise Terminated()
 
-    monkeypatch.setattr(pipeline.run, "run_export", terminated_mid_run)
     path = write_job(tmp_path, """\
         name: j
         schedule: "@hourly"
@@ -203,8 +206,8 @@ def test_sigterm_during_a_run_ends_that_run_as_failed_and_stops_the_schedule(tmp
         output_root: ./out
         result_settings: {export_type: first_party_segment}
         """)
-    assert cli.main(["schedule", str(path)]) == 0
+    assert schedule_cli(["schedule", str(path)], clock, terminated_mid_run) == 0
     out, err = capsys.readouterr()
-    assert json.loads(out.strip()) == {"status": "failed", "exit_code": 1, "error": "interrupted; nothing was published"}
+    assert json.loads(out.strip()) == {"status": "failed", "exit_code": 1, "error": "interrupted by SIGTERM"}
     assert err.rstrip().endswith("schedule j stopped by SIGTERM")
     assert len(clock.sleeps) == 1  # no further slot was waited for

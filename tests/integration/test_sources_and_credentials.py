@@ -16,12 +16,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 
-from pipeline import cli, tables
-from pipeline.connections import Connection, save_connection
-from pipeline.export import ExportPlan, build_pipeline
-from pipeline.run import resolve_target
-from pipeline.settings import RunSettings
-from transforms.krux_line import LineRules
+from pipeline.commands import cli
+from pipeline.storage import inputs as tables
+from pipeline.config.connections import Connection, save_connection
+from pipeline.launcher.graph import ExportPlan, build_pipeline
+from pipeline.launcher.run import resolve_target
+from pipeline.config.settings import RunSettings
+from pipeline.krux.lines import LineRules
 
 DAY = "2026-11-28"
 SECRET = "Sk3cr3t/VALUE+that-must-never-leak"
@@ -92,7 +93,7 @@ def test_the_secret_is_in_neither_pipeline_options_nor_the_pickled_graph(connect
     settings = RunSettings(sources=(str(tmp_path / "segment_a.parquet"),), connection=connection)
     spec, _ = resolve_target(settings)
     found = tables.find_tables(settings.sources, None, "segment_")
-    plan = ExportPlan(tables.load_tables(found, LineRules()), spec, "_staging/x/r/", "r")
+    plan = ExportPlan(tables.load_tables(found, LineRules("user_id", "td_segment", "segment")), spec, "_staging/x/r/", "r")
     options = PipelineOptions(["--runner=FnApiRunner"])
     pipeline = build_pipeline(settings, plan, options)
     proto = pipeline.to_runner_api()

@@ -22,9 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import cli
-from pipeline.tables import ReadTask
-from transforms.read import read_task
+from pipeline.commands import cli
+from pipeline.storage.inputs import ReadTask
+from pipeline.storage.inputs import read_task
 
 DAY = "2026-11-28"
 TEN_MB = 10 * 1024 * 1024

@@ -30,10 +30,10 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from pipeline import cli
+from pipeline.commands import cli
 from reference_model import ModelTable, Rules, expected_run, judge_row, line_of, render
-from transforms.grouping import group_lines, to_triples
-from transforms.krux_line import LineRules, build_lines, normalize
+from pipeline.krux.grouping import group_lines, to_triples
+from pipeline.krux.lines import LineRules, build_lines, normalize
 
 DAY = "2026-11-28"
 

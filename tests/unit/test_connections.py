@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from pipeline.connections import (
+from pipeline.config.connections import (
     Connection,
     connection_names,
     connections_home,

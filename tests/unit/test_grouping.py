@@ -9,9 +9,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from transforms import grouping
-from transforms.grouping import group_lines, partition_ids, split_by_partition, to_triples
-from transforms.krux_line import NormalizedBatch
+from pipeline.krux import grouping
+from pipeline.krux.grouping import group_lines, partition_ids, split_by_partition, to_triples
+from pipeline.krux.lines import NormalizedBatch
 
 SEGMENT = "segment"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -324,7 +324,7 @@ def test_partition_is_fnv1a_of_utf8_bytes_mixed_by_fmix64(partitions):
 
 def test_partition_ids_are_the_same_in_another_process_with_another_hash_seed():
     code = (
-        "import pyarrow as pa; from transforms.grouping import partition_ids; "
+        "import pyarrow as pa; from pipeline.krux.grouping import partition_ids; "
         f"print(partition_ids(pa.array({IDS!r}), 97).tolist())"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}

@@ -7,8 +7,8 @@ import textwrap
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.jobs import Job, load_job, settings_with_overrides
-from pipeline.settings import RunSettings
+from pipeline.config.jobs import Job, load_job, settings_with_overrides
+from pipeline.config.settings import RunSettings
 
 SPEC_JOB = """\
 name: daily_krux
@@ -187,7 +187,7 @@ ERRORS = [
      "result_settings must be a mapping of keys to values, got nothing"),
     ("result_settings: {export_type: first_party_segment}",
      "result_settings: {export_type: first_party_segment, compression: zip}",
-     "result_settings.compression must be one of gzip, none, got 'zip'"),
+     "result_settings.compression: must be one of gzip, none, got 'zip'"),
     ("result_settings: {export_type: first_party_segment}",
      "result_settings: {export_type: first_party_segment, export_name: first-party}",
      "result_settings.export_name: export name 'first-party' must match [A-Za-z0-9_]+"),
@@ -204,7 +204,7 @@ ERRORS = [
      "source.user_column must be a non-empty string, got 7"),
     ("result_connection: dmp", "", "no destination: give result_connection, client_name or output_root"),
     ("result_connection: dmp", "client_name: ../other", "client_name: client name '../other' must match"),
-    ("", "rejects: ./rejects", "rejects needs result_settings.skip_invalid_records: true"),
+    ("", "rejects: ./rejects", "rejects: needs skip_invalid_records (without it the first invalid row stops the run)"),
     ("", "beam_args: --runner=FnApiRunner",
      "beam_args must be a list of non-empty strings, got '--runner=FnApiRunner'"),
     ("", "timezone: Mars/Olympus_Mons",

@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from transforms import krux_line
-from transforms.krux_line import (
+from pipeline.krux import lines as krux_line
+from pipeline.krux.lines import (
     InvalidReason,
     LineRules,
     NormalizedBatch,
@@ -23,7 +23,7 @@ from transforms.krux_line import (
     normalize,
 )
 
-RULES = LineRules()
+RULES = LineRules("user_id", "td_segment", "segment")
 MISSING = InvalidReason.MISSING_USER_ID.value
 RESERVED = InvalidReason.RESERVED_CHARACTER.value
 TOO_LONG = InvalidReason.VALUE_TOO_LONG.value

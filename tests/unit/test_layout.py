@@ -2,25 +2,26 @@ import datetime
 
 import pytest
 
-from pipeline import layout
+from pipeline.config import settings
+from pipeline.krux import layout
 from pipeline.errors import UsageError
 
 
 @pytest.mark.parametrize("name", ["client-treasure-data", "acme.eu_1", "A-b.c_d"])
 def test_client_names_of_the_allowed_characters_pass(name):
-    assert layout.check_client_name(name) == name
+    assert settings.check_client_name(name) == name
 
 
 @pytest.mark.parametrize("name", ["", "..", "a..b", "acme/other", "../x", "a b", ".", "ü"])
 def test_client_names_that_could_leave_their_folder_are_refused(name):
     with pytest.raises(UsageError, match="client name"):
-        layout.check_client_name(name)
+        settings.check_client_name(name)
 
 
 @pytest.mark.parametrize("name", ["", "first-party", "a.b", "x/y", "seg ment"])
 def test_export_names_outside_letters_digits_underscore_are_refused(name):
     with pytest.raises(UsageError, match="export name"):
-        layout.check_export_name(name)
+        settings.check_export_name(name)
 
 
 def test_run_id_sorts_by_start_time_and_keeps_two_runs_apart():
@@ -73,4 +74,4 @@ def test_only_the_exports_own_day_objects_are_superseded(file_name, belongs):
 @pytest.mark.parametrize("text", ["2026-13-01", "28/11/2026", "yesterday"])
 def test_bad_dates_are_usage_errors(text):
     with pytest.raises(UsageError, match="YYYY-MM-DD"):
-        layout.parse_date(text)
+        settings.parse_date(text)

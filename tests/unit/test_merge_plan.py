@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from pipeline import merge
-from pipeline.merge import (
+from pipeline.storage import multipart as merge
+from pipeline.storage.multipart import (
     MAX_PART_BYTES,
     MAX_PARTS,
     MIN_PART_BYTES,
@@ -147,10 +147,10 @@ def test_ranges_with_small_limits_stay_within_them():
 
 
 def test_five_hundred_million_rows_of_shards_fit_in_the_part_cap():
-    # ~500M Krux lines gzip to roughly 125 GiB: 2,000 shards of 64 MiB.
-    sizes = [64 * MiB] * 2_000 + [17 * MiB, 3 * MiB]
+    # ~500M Krux lines gzip to roughly 125 GiB: 4,000 shards of 32 MiB (the shard target).
+    sizes = [32 * MiB] * 4_000 + [17 * MiB, 3 * MiB]
     parts = plan_parts(sizes)
-    assert len(parts) == 2_002
+    assert len(parts) == 4_002
     assert all(part.kind is PartKind.COPY for part in parts)
     check_plan(sizes, parts)
 

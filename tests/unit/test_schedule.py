@@ -9,9 +9,10 @@ from croniter import croniter
 
 from pipeline.errors import Terminated
 from pipeline.errors import ConfigError, InvalidRecordsError, SchemaError, StorageError
-from pipeline.jobs import Job
-from pipeline.schedule import SystemClock, cron_fields, next_start_times, run_schedule
-from pipeline.settings import RunSettings
+from pipeline.config.jobs import Job
+from pipeline.schedule.cron import cron_fields, next_start_times
+from pipeline.schedule.loop import SystemClock, run_schedule
+from pipeline.config.settings import RunSettings
 
 UTC = datetime.timezone.utc
 SETTINGS = RunSettings(database="/data/activate_to_krux", connection="dmp")
@@ -128,7 +129,7 @@ def test_a_naive_after_is_refused():
 
 
 def test_a_job_without_schedule_has_no_start_times():
-    with pytest.raises(ConfigError, match="job.yml: the job has no schedule"):
+    with pytest.raises(ValueError, match="the job has no schedule"):
         next_start_times(make_job(None), at("2026-11-28T00:00:00+00:00"), 1)
 
 
@@ -366,7 +367,7 @@ def test_system_clock_sleeps_in_short_slices_until_the_time(monkeypatch):
 
     clock = SystemClock()
     monkeypatch.setattr(clock, "now", lambda: wall[0])
-    monkeypatch.setattr("pipeline.schedule.time.sleep", fake_sleep)
+    monkeypatch.setattr("pipeline.schedule.loop.time.sleep", fake_sleep)
     clock.sleep_until(at("2026-11-28T12:00:02.500000+00:00"))
     assert slept == [1.0, 1.0, 0.5]
     clock.sleep_until(at("2026-11-28T11:00:00+00:00"))  # passed: returns at once

@@ -1,4 +1,4 @@
-"""Job files (SPEC §6): YAML to a `Job`, whose `RunSettings` are what `run` would take.
+"""Job files: YAML to a `Job`, whose `RunSettings` are what `run` would take.
 
 Every mistake is a `ConfigError` of one line naming the file, the key and what was expected
 (`job.yml: result_settings.append must be true or false, got 'yes please'`), found when the
@@ -13,9 +13,9 @@ import zoneinfo
 
 import yaml
 
-from pipeline import layout, schedule
-from pipeline.errors import ConfigError, UsageError
-from pipeline.settings import COMPRESSIONS, DEFAULT_EXPORT_NAME, RunSettings
+from pipeline.config.settings import RunSettings, SettingError
+from pipeline.errors import ConfigError
+from pipeline.schedule.cron import cron_fields
 
 __all__ = ["Job", "load_job", "settings_with_overrides"]
 
@@ -28,6 +28,12 @@ _DESTINATION_KEYS = ("client_name", "bucket", "endpoint_url", "region")
 _SOURCE_KEYS = ("database", "table_prefix", "sources", "source", "user_column", "segment_column", "segment_attribute")
 _RESULT_FLAGS = ("skip_invalid_records", "append", "group_by_user", "allow_empty")
 _RESULT_KEYS = ("export_type", *_RESULT_FLAGS, "compression", "export_name")
+_COLUMN_KEYS = ("table_prefix", "user_column", "segment_column", "segment_attribute")
+# Where a setting is written in a job file, where that is not a top-level key of the same name.
+_KEY_OF_SETTING = {
+    **{key: f"result_settings.{key}" for key in (*_RESULT_FLAGS, "compression", "export_name")},
+    **{key: f"source.{key}" for key in _COLUMN_KEYS},
+}
 _TOP_KEYS = ("name", "timezone", "schedule", "delay", "source", "result_connection", "result_settings",
              *_DESTINATION_KEYS, "output_root", "rejects", "beam_args")
 
@@ -61,7 +67,7 @@ def load_job(path) -> Job:
     expression = document.string(top, "schedule")
     if expression is not None:
         try:
-            schedule.cron_fields(expression)
+            cron_fields(expression)
         except ValueError as error:
             document.fail(f"schedule {expression!r} {error}")
     delay = _duration(document, top.get("delay"))
@@ -82,45 +88,36 @@ def load_job(path) -> Job:
     export_type = document.string(result, "export_type", "result_settings.", required=True)
     if export_type not in EXPORT_TYPES:
         document.fail(f"result_settings.export_type: {export_type!r} is not supported; only first_party_segment")
-    compression = document.string(result, "compression", "result_settings.") or "gzip"
-    if compression not in COMPRESSIONS:
-        document.fail(f"result_settings.compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
     flags = {key: document.flag(result, key, "result_settings.") for key in _RESULT_FLAGS}
-    export_name = document.string(result, "export_name", "result_settings.") or DEFAULT_EXPORT_NAME
-    document.check_name(layout.check_export_name, export_name, "result_settings.export_name")
+    named = {key: document.string(result, key, "result_settings.") for key in ("compression", "export_name")}
 
     destination = {key: document.string(top, key) for key in _DESTINATION_KEYS}
-    if destination["client_name"] is not None:
-        document.check_name(layout.check_client_name, destination["client_name"], "client_name")
     connection = document.string(top, "result_connection")
     output_root = document.string(top, "output_root")
     if not (connection or destination["client_name"] or output_root):
         document.fail("no destination: give result_connection, client_name or output_root")
     rejects = document.string(top, "rejects")
-    if rejects is not None and not flags["skip_invalid_records"]:
-        document.fail("rejects needs result_settings.skip_invalid_records: true")
 
     def resolve(location):
         return _relative_to(base_dir, location) if location is not None else None
 
-    settings = RunSettings(
+    columns = {key: document.string(source, key, "source.") for key in _COLUMN_KEYS}
+    given = dict(
         sources=tuple(resolve(s) for s in sources),
         database=resolve(database),
-        table_prefix=_default(document.string(source, "table_prefix", "source."), RunSettings.table_prefix),
-        user_column=_default(document.string(source, "user_column", "source."), RunSettings.user_column),
-        segment_column=_default(document.string(source, "segment_column", "source."), RunSettings.segment_column),
-        segment_attribute=_default(
-            document.string(source, "segment_attribute", "source."), RunSettings.segment_attribute
-        ),
         connection=connection,
         output_root=resolve(output_root),
         rejects=resolve(rejects),
-        compression=compression,
-        export_name=export_name,
         beam_args=tuple(document.strings(top, "beam_args")),
+        **columns,
+        **named,
         **destination,
         **flags,
     )
+    try:
+        settings = RunSettings(**{key: value for key, value in given.items() if value is not None})
+    except SettingError as error:
+        document.fail(f"{_KEY_OF_SETTING.get(error.setting, error.setting)}: {error.problem}")
     return Job(name=name, settings=settings, path=path, timezone=timezone, schedule=expression, delay=delay)
 
 
@@ -151,10 +148,6 @@ def _relative_to(base_dir: str, location: str) -> str:
     if "://" in location:
         return location
     return os.path.normpath(os.path.join(base_dir, os.path.expanduser(location)))
-
-
-def _default(value, default):
-    return default if value is None else value
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -231,12 +224,6 @@ class _JobFile:
         if not isinstance(value, bool):
             self.fail(f"{prefix}{key} must be true or false, got {_shown(value)}")
         return value
-
-    def check_name(self, check, value: str, key: str) -> None:
-        try:
-            check(value)
-        except UsageError as error:
-            self.fail(f"{key}: {error}")
 
 
 def _shown(value) -> str:

@@ -1,24 +1,28 @@
 """The embedded default behind `./run_local.sh`: sample tables, a local S3 server, a peek.
 
-    python -m pipeline.demo write-sample DIR      # an activate_to_krux database of segment_* tables
-    python -m pipeline.demo s3-server PORT_FILE   # moto's S3 server on 127.0.0.1 until stopped
-    python -m pipeline.demo show URI              # size and first lines of a published object
+    python tools/demo.py write-sample DIR      # an activate_to_krux database of segment_* tables
+    python tools/demo.py s3-server PORT_FILE   # moto's S3 server on 127.0.0.1 until stopped
+    python tools/demo.py show URI              # size and first lines of a published object
+
+Not part of the shipped packages: Beam workers never need a demo server.
 """
 
 import datetime
 import gzip
+import logging
 import os
 import socket
 import sys
 import threading
 from pathlib import Path
 
+import boto3
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from moto.server import ThreadedMotoServer
 
 DEMO_BUCKET = "krux-partners"
-DEMO_CLIENT = "client-treasure-data"
 
 
 def write_sample(directory: str) -> None:
@@ -64,11 +68,6 @@ def write_sample(directory: str) -> None:
 
 def s3_server(port_file: str) -> None:
     """Runs moto's S3 server on a free loopback port with the demo bucket until killed."""
-    import logging
-
-    import boto3
-    from moto.server import ThreadedMotoServer
-
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -83,10 +82,9 @@ def s3_server(port_file: str) -> None:
 
 def show(uri: str, lines: int = 10) -> None:
     if uri.startswith("s3://"):
-        from pipeline.storage import make_s3_client, parse_s3_uri
-
-        bucket, key = parse_s3_uri(uri)
-        data = make_s3_client(endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3")).get_object(Bucket=bucket, Key=key)["Body"].read()
+        bucket, _, key = uri[len("s3://") :].partition("/")
+        client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3"))
+        data = client.get_object(Bucket=bucket, Key=key)["Body"].read()
     else:
         data = Path(uri).read_bytes()
     text = gzip.decompress(data) if uri.endswith(".gz") else data

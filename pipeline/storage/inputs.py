@@ -1,9 +1,11 @@
-"""Finds the tables of a run and checks every schema before any data is read (SPEC §2).
+"""Input tables: finding them, checking every schema before any data is read, reading them.
 
 A table is a Parquet file, a directory of Parquet files, or a CSV file (`.csv`, `.csv.gz`),
-local or on `s3://` (read with the standard AWS credential chain, never the partner's
-connection). The result is a list of `Table`s and the `ReadTask`s that the pipeline reads
-in parallel, one per Parquet row-group range or CSV file.
+local or on `s3://`. Everything goes through Beam's FileSystems, so listing and reading
+honour the same options and the standard AWS credential chain (the customer's own storage,
+never the partner's connection). The result is a list of `Table`s and the `ReadTask`s that
+the pipeline reads in parallel, one per Parquet row-group range or CSV file; `read_task`
+turns one task into Arrow record batches.
 """
 
 import csv
@@ -11,19 +13,24 @@ import dataclasses
 import fnmatch
 import glob
 import os
-import re
+
+from typing import NamedTuple
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from apache_beam.io.aws.clients.s3.messages import S3ClientError
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline import storage
+from pipeline.config.settings import ATTRIBUTE_NAME_PATTERN
 from pipeline.errors import SchemaError, StorageError, UsageError
-from transforms.krux_line import LineRules, attribute_type_supported
-from transforms.read import is_storage_failure, open_csv_stream
+from pipeline.krux.lines import LineRules, attribute_type_supported, is_string_type
+from pipeline.storage.s3 import parse_s3_uri
 
-ATTRIBUTE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+BATCH_ROWS = 64 * 1024
+CSV_BLOCK_BYTES = 8 * 1024 * 1024
 CSV_SUFFIXES = (".csv.gz", ".csv")
 PARQUET_SUFFIX = ".parquet"
 # A read task covers whole row groups up to about this many rows: enough to keep Beam's
@@ -51,15 +58,14 @@ class Table:
     columns: tuple[str, ...]
 
 
+class TableBatch(NamedTuple):
+    table: str
+    first_row: int | None  # table row number of the batch's first row, when known
+    batch: pa.RecordBatch
+
+
 def tables_of(settings) -> list[Table]:
     """The run's tables (`RunSettings` sources and database), every schema checked."""
-    if not ATTRIBUTE_NAME_PATTERN.fullmatch(settings.segment_attribute):
-        # SPEC §2's rule for attribute names holds for the segment attribute too: a `:`, `;` or
-        # `^` in it would corrupt every line.
-        raise UsageError(
-            f"segment attribute {settings.segment_attribute!r} (--segment-attribute) cannot be an "
-            "attribute name (allowed: letters, digits, '_', '.', '-')"
-        )
     rules = LineRules(settings.user_column, settings.segment_column, settings.segment_attribute)
     return load_tables(find_tables(settings.sources, settings.database, settings.table_prefix), rules)
 
@@ -98,7 +104,7 @@ def load_tables(named_uris, rules: LineRules) -> list[Table]:
 
 
 def check_columns(table: str, schema: pa.Schema, rules: LineRules, where: str = "") -> None:
-    """SPEC §2: user and segment columns present and string-typed; attributes nameable."""
+    """User and segment columns present and string-typed; attributes nameable and writable."""
     place = f"table {table}{where}"
     names = schema.names
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -108,7 +114,7 @@ def check_columns(table: str, schema: pa.Schema, rules: LineRules, where: str = 
         if column not in names:
             raise SchemaError(f"{place}: no column {column} (columns: {', '.join(names)})")
         data_type = schema.field(column).type
-        if not _is_string_type(data_type):
+        if not (is_string_type(data_type) or pa.types.is_null(data_type)):
             raise SchemaError(f"{place}: column {column} is {data_type}, expected a string column")
     for field in schema:
         if field.name in (rules.user_column, rules.segment_column):
@@ -125,12 +131,6 @@ def check_columns(table: str, schema: pa.Schema, rules: LineRules, where: str = 
             )
         if not attribute_type_supported(field.type):
             raise SchemaError(f"{place}: column {field.name} is {field.type}, which cannot be written as text")
-
-
-def _is_string_type(data_type: pa.DataType) -> bool:
-    if pa.types.is_dictionary(data_type):
-        data_type = data_type.value_type
-    return pa.types.is_string(data_type) or pa.types.is_large_string(data_type) or pa.types.is_null(data_type)
 
 
 def _load_table(name: str, uri: str, rules: LineRules) -> Table:
@@ -229,18 +229,20 @@ def _is_table_entry(uri: str) -> bool:
     return uri.endswith("/") or _is_csv(uri) or uri.endswith(PARQUET_SUFFIX)
 
 
-# Listing: local paths with os/glob; s3:// with one delimiter listing (directories end in "/").
+# Listing: local paths with os/glob; s3:// through Beam's FileSystems (directories end in "/").
 
 
 def _expand_glob(pattern: str) -> list[str]:
     if not pattern.startswith("s3://"):
         matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         return [m + "/" if os.path.isdir(m) else m for m in matches if os.path.exists(m)]
-    bucket, key = storage.parse_s3_uri(pattern)
+    bucket, key = parse_s3_uri(pattern)
     if not glob.has_magic(key):
-        if key.endswith("/") or _s3_is_dir(bucket, key):
-            return [f"s3://{bucket}/{key.rstrip('/')}/"]
-        return [pattern] if _s3_exists(bucket, key) else []
+        entries = _s3_keys(f"s3://{bucket}/{key}")
+        if any(uri == pattern for uri in entries):
+            return [pattern]
+        folder = f"s3://{bucket}/{key.rstrip('/')}/"
+        return [folder] if any(uri.startswith(folder) for uri in entries) else []
     parent = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
     if glob.has_magic(parent):
         raise UsageError(f"source {pattern}: a glob may only be in the last part of the path")
@@ -256,42 +258,87 @@ def _is_dir(uri: str) -> bool:
 
 
 def _list_dir(uri: str) -> list[str]:
+    """The entries directly under a directory: files, and folders ending in "/"."""
     if not uri.startswith("s3://"):
         if not os.path.isdir(uri):
             raise UsageError(f"{uri}: no such directory")
         root = uri.rstrip("/")
         entries = sorted(os.listdir(root))
         return [f"{root}/{e}/" if os.path.isdir(f"{root}/{e}") else f"{root}/{e}" for e in entries]
-    bucket, key = storage.parse_s3_uri(uri)
-    prefix = key.rstrip("/") + "/" if key else ""
-    client = storage.make_s3_client()
-    entries = []
+    folder = uri.rstrip("/") + "/" if parse_s3_uri(uri)[1] else uri
+    children = set()
+    for key_uri in _s3_keys(folder):
+        rest = key_uri[len(folder) :]
+        if rest:
+            name, slash, _ = rest.partition("/")
+            children.add(folder + name + slash)
+    return sorted(children)
+
+
+def _s3_keys(prefix: str) -> list[str]:
+    """Every object URI starting with `prefix`."""
     try:
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
-            entries += [f"s3://{bucket}/{p['Prefix']}" for p in page.get("CommonPrefixes", [])]
-            entries += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", []) if o["Key"] != prefix]
+        results = FileSystems.match([prefix + "*"])
     except Exception as error:
-        raise _listing_error(uri, error) from error
-    return sorted(entries)
+        raise StorageError(f"cannot list {prefix}: {_first_line(error)}") from error
+    return sorted(metadata.path for result in results for metadata in result.metadata_list)
 
 
-def _s3_is_dir(bucket: str, key: str) -> bool:
-    client = storage.make_s3_client()
-    try:
-        page = client.list_objects_v2(Bucket=bucket, Prefix=key.rstrip("/") + "/", MaxKeys=1)
-    except Exception as error:
-        raise _listing_error(f"s3://{bucket}/{key}", error) from error
-    return page.get("KeyCount", 0) > 0
+# Reading one task into Arrow record batches.
 
 
-def _s3_exists(bucket: str, key: str) -> bool:
-    client = storage.make_s3_client()
-    try:
-        page = client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
-    except Exception as error:
-        raise _listing_error(f"s3://{bucket}/{key}", error) from error
-    return any(o["Key"] == key for o in page.get("Contents", []))
+def read_task(task, batch_rows: int = BATCH_ROWS, csv_block_bytes: int = CSV_BLOCK_BYTES):
+    """The `TableBatch`es of one read task, in order, skipping empty batches."""
+    row = task.first_row
+    for batch in _batches(task, batch_rows, csv_block_bytes):
+        if batch.num_rows:
+            yield TableBatch(task.table, row, batch)
+            row = row + batch.num_rows if row is not None else None
 
 
-def _listing_error(uri: str, error: Exception) -> StorageError:
-    return StorageError(f"cannot list {uri}: {_first_line(error)}")
+def _batches(task, batch_rows: int, csv_block_bytes: int):
+    if task.format == "parquet":
+        with FileSystems.open(task.path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            parquet = pq.ParquetFile(handle)
+            for batch in parquet.iter_batches(batch_size=batch_rows, row_groups=list(task.row_groups)):
+                _check_values(batch)
+                yield batch
+        return
+    with open_csv_stream(task.path) as stream:
+        reader = pacsv.open_csv(
+            stream,
+            read_options=pacsv.ReadOptions(block_size=csv_block_bytes),
+            # A quoted value may hold a line break (RFC 4180); without this, a block boundary
+            # after such a break fails the read ("CSV parser got out of sync with chunker").
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in task.columns},
+                strings_can_be_null=False,
+            ),
+        )
+        yield from reader
+
+
+def _check_values(batch: pa.RecordBatch) -> None:
+    """Raises, naming the column, if a Parquet batch holds text that is not UTF-8 (or worse).
+
+    Parquet readers take the writer's word that text is UTF-8, and a file from another writer,
+    or a damaged one, may hold other bytes: Arrow's string kernels would then fail later, far
+    from the file. A full validation costs about 2 ms per 64k rows of text.
+    """
+    for name, column in zip(batch.schema.names, batch.columns):
+        try:
+            column.validate(full=True)
+        except pa.ArrowInvalid as error:
+            raise pa.ArrowInvalid(f"column {name}: {error}") from error
+
+
+def is_storage_failure(error: BaseException) -> bool:
+    """An S3 error reading an input table (exit 4), rather than a bad file (exit 2)."""
+    return isinstance(error, (S3ClientError, BotoCoreError, ClientError))
+
+
+def open_csv_stream(path: str) -> pa.NativeFile:
+    """A CSV file as an Arrow input stream, local or `s3://`; `.gz` decompressed by Arrow."""
+    stream = pa.PythonFile(FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED), mode="r")
+    return pa.CompressedInputStream(stream, "gzip") if path.endswith(".gz") else stream

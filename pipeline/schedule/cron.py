@@ -1,6 +1,4 @@
-"""When a job runs (its cron schedule in its time zone, plus its delay) and the loop that runs it.
-
-SPEC §6. Everything here is pure or takes its clock as an argument, so tests never sleep.
+"""When a job runs: its cron schedule in its time zone, plus its delay. Pure: no clock, no I/O.
 
 Decisions, each with a test in tests/unit/test_schedule.py:
 - Cron semantics are crontab(5)'s: when both day fields are restricted, a day matching either
@@ -12,32 +10,17 @@ Decisions, each with a test in tests/unit/test_schedule.py:
   (02:30 becomes 03:00), once, so no day loses its run.
 - The delay is real elapsed time, added in UTC: 01:30 EDT plus 45 minutes, on the night the
   clocks go back, is 01:15 EST.
-- Runs never overlap. A slot whose start time passes while the previous run is still going is
-  skipped, with a warning, as cron would; so every run starts at a time `schedule --next` lists.
-- A run exports the UTC date of its scheduled time (not of its start time, not the local date).
-- `max_config_failures` runs in a row failing with exit code 2 disable the schedule. Any other
-  outcome (success, or a failure with exit code 1, 3 or 4) ends the run of configuration failures.
 """
 
 import datetime
 import itertools
-import logging
-import time
 import zoneinfo
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, NoReturn, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
 from croniter import CroniterBadDateError, croniter
 
-from pipeline.errors import ConfigError, ExportError, UsageError
-from pipeline.settings import RunSettings
-
-if TYPE_CHECKING:
-    from pipeline.jobs import Job
-
-__all__ = ["Clock", "SystemClock", "cron_fields", "describe_failure", "next_start_times", "run_schedule"]
-
-log = logging.getLogger("krux_export")
+__all__ = ["Timing", "cron_fields", "next_start_times", "slots"]
 
 UTC = datetime.timezone.utc
 
@@ -63,29 +46,12 @@ _FIELDS = (  # name, lowest, highest, names for lowest, lowest + 1, ...
 )
 
 
-class Clock(Protocol):
-    """What `run_schedule` needs of time: tests pass one that never sleeps."""
+class Timing(Protocol):
+    """What decides a job's start times (a `Job` has these)."""
 
-    def now(self) -> datetime.datetime:
-        """The current time, time zone aware."""
-
-    def sleep_until(self, moment: datetime.datetime) -> None:
-        """Returns at `moment` or soon after (at once if it has passed)."""
-
-
-class SystemClock:
-    """The real clock, in UTC."""
-
-    SLICE_SECONDS = 1.0
-    """Longest single sleep: a clock stepped by NTP or a machine waking from suspend is noticed
-    within this long, and SIGTERM/SIGINT are handled between slices at the latest."""
-
-    def now(self) -> datetime.datetime:
-        return datetime.datetime.now(UTC)
-
-    def sleep_until(self, moment: datetime.datetime) -> None:
-        while (remaining := (moment - self.now()).total_seconds()) > 0:
-            time.sleep(min(remaining, self.SLICE_SECONDS))
+    schedule: str | None
+    timezone: str
+    delay: datetime.timedelta
 
 
 def cron_fields(expression: str) -> str:
@@ -118,74 +84,19 @@ def cron_fields(expression: str) -> str:
 
 
 def next_start_times(
-    job: "Job", after: datetime.datetime, count: int
+    job: Timing, after: datetime.datetime, count: int
 ) -> list[tuple[datetime.datetime, datetime.datetime]]:
     """The next `count` (scheduled time, start time) pairs whose start time is after `after`.
 
     Start time = scheduled time + the job's delay. Both are aware datetimes in the job's zone.
     """
-    return list(itertools.islice(_slots(job, after), count))
+    return list(itertools.islice(slots(job, after), count))
 
 
-def run_schedule(
-    job: "Job",
-    run_once: Callable[[RunSettings], object],
-    clock: Clock,
-    *,
-    max_config_failures: int = 3,
-) -> NoReturn:
-    """Runs the job at each start time until stopped or disabled.
-
-    `run_once(settings)` runs one export: the job's settings with `date` set to the UTC date
-    of the scheduled time. It returns anything (the summary) on success and raises an
-    `ExportError` (or anything else, counted as exit code 1) on failure. Failures are logged
-    and the loop goes on to the next slot, except that `max_config_failures` exit-2 failures
-    in a row raise `ConfigError` with the last reason. `KeyboardInterrupt` and other
-    BaseExceptions (the CLI's `Terminated`) from the clock or a run propagate at once.
-    """
-    strikes = 0
-    after = clock.now()
-    while True:
-        scheduled, start = next_start_times(job, after, 1)[0]
-        log.info("job %s: next run at %s (scheduled %s)", job.name, start.isoformat(), scheduled.isoformat())
-        clock.sleep_until(start)
-        date = scheduled.astimezone(UTC).date()
-        log.info("job %s: running the export for %s (scheduled %s)", job.name, date, scheduled.isoformat())
-        try:
-            run_once(job.settings.replace(date=date))
-        except Exception as error:
-            exit_code, reason = describe_failure(error)
-            log.error("job %s: the run scheduled %s failed (exit code %d): %s",
-                      job.name, scheduled.isoformat(), exit_code, reason)
-            strikes = strikes + 1 if exit_code == UsageError.exit_code else 0
-            if strikes >= max_config_failures:
-                raise ConfigError(
-                    f"schedule disabled after {strikes} consecutive configuration failures: {reason}"
-                ) from error
-            if strikes:
-                log.warning("job %s: configuration failure %d of %d in a row; at %d the schedule is disabled",
-                            job.name, strikes, max_config_failures, max_config_failures)
-        else:
-            strikes = 0
-            log.info("job %s: the run scheduled %s succeeded", job.name, scheduled.isoformat())
-        ended = clock.now()
-        _warn_of_missed_slots(job, start, ended)
-        after = max(ended, start)
-
-
-def describe_failure(error: BaseException) -> tuple[int, str]:
-    """The exit code and one-line reason SPEC §7 gives a failed run."""
-    if isinstance(error, ExportError):
-        exit_code, reason = error.exit_code, str(error)
-    else:
-        exit_code, reason = 1, f"unexpected error: {type(error).__name__}: {error}"
-    return exit_code, " ".join(reason.split()) or "failed"
-
-
-def _slots(job: "Job", after: datetime.datetime) -> Iterator[tuple[datetime.datetime, datetime.datetime]]:
+def slots(job: Timing, after: datetime.datetime) -> Iterator[tuple[datetime.datetime, datetime.datetime]]:
     """(scheduled, start) pairs with start after `after`, in order, without end."""
     if job.schedule is None:
-        raise ConfigError(f"{job.path}: the job has no schedule")
+        raise ValueError("the job has no schedule")
     if after.tzinfo is None or after.utcoffset() is None:
         raise ValueError(f"after must be a time zone aware datetime, got {after!r}")
     zone = zoneinfo.ZoneInfo(job.timezone)
@@ -209,13 +120,6 @@ def _times(fields: str, start: datetime.datetime) -> croniter:
 def _is_repeated_wall_time(moment: datetime.datetime) -> bool:
     """True for the second occurrence of a wall-clock time, in the hour the clocks go back."""
     return moment.fold == 1 and moment.replace(fold=0).utcoffset() != moment.utcoffset()
-
-
-def _warn_of_missed_slots(job: "Job", last_start: datetime.datetime, ended: datetime.datetime) -> None:
-    missed = list(itertools.takewhile(lambda slot: slot[1] <= ended, _slots(job, last_start)))
-    if missed:
-        log.warning("job %s: skipped %d run(s) whose start time came while the last run was going (from %s to %s)",
-                    job.name, len(missed), missed[0][1].isoformat(), missed[-1][1].isoformat())
 
 
 def _check_field(field: str, name: str, lowest: int, highest: int, names: tuple[str, ...]) -> None:

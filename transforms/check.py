@@ -10,8 +10,8 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.krux_line import LineRules, NormalizedBatch, build_lines, normalize
-from transforms.report import RunReport
+from pipeline.krux.lines import LineRules, NormalizedBatch, build_lines, normalize
+from pipeline.krux.report import RunReport
 
 __all__ = ["CheckRecords", "FormatLines", "CheckedBatch", "InvalidRows"]
 

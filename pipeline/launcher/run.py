@@ -5,46 +5,60 @@ staging is removed whatever happens: after publishing, or on any failure, SIGTER
 """
 
 import contextlib
+import dataclasses
 import datetime
 import logging
-import re
 import time
 
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
-from pipeline import layout, publish, tables
-from pipeline.connections import load_connection
+from pipeline.config.connections import load_connection
+from pipeline.config.settings import DEFAULT_BUCKET, RunSettings
 from pipeline.errors import (
     EmptyResultError,
     ExportError,
+    Interrupted,
     InvalidRecordsError,
-    SchemaError,
     StorageError,
+    Terminated,
     UsageError,
+    error_from_worker,
 )
-from pipeline.export import MANIFEST_NAME, ExportPlan, build_pipeline
-from pipeline.local_workers import filtered_stderr, stop_children
-from pipeline.settings import COMPRESSIONS, DEFAULT_BUCKET, RunSettings
-from pipeline.storage import ObjectInfo, StoreSpec
+from pipeline.krux import layout
+from pipeline.krux.report import RunReport
+from pipeline.launcher import publish
+from pipeline.launcher.beam_options import beam_options, configure_filesystems
+from pipeline.launcher.graph import MANIFEST_NAME, ExportPlan, build_pipeline
+from pipeline.launcher.local_workers import filtered_stderr, stop_children
+from pipeline.launcher.tunables import Tunables
+from pipeline.storage import inputs
+from pipeline.storage.stores import ObjectInfo, StoreSpec
 from transforms.rejects import join_rejects
-from transforms.report import RunReport
+
+__all__ = ["RunResult", "resolve_target", "run_export"]
 
 log = logging.getLogger("krux_export")
 
-# Both cores, and never the Prism download that Beam's default runner attempts first.
-DEFAULT_BEAM_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """A succeeded run: its summary line, as the command prints it."""
+
+    summary: dict
 
 
-def run_export(settings: RunSettings, *, now: datetime.datetime | None = None) -> dict:
-    """Runs one export and returns SPEC §7's summary. Raises `ExportError`s with exit codes."""
+def run_export(
+    settings: RunSettings, *, now: datetime.datetime | None = None, tunables: Tunables | None = None
+) -> RunResult:
+    """Runs one export. Raises `ExportError`s with exit codes, or `Interrupted` on a signal."""
     started = time.monotonic()
+    tunables = tunables or Tunables()
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    _check_settings(settings)
     date = settings.date or now.astimezone(datetime.timezone.utc).date()
     spec, uploads_dir = resolve_target(settings)
-    configure_filesystems(settings.beam_args)
-    table_list = tables.tables_of(settings)
+    options = beam_options(settings.beam_args)
+    configure_filesystems(options)
+    table_list = inputs.tables_of(settings)
     log.info("%d tables checked: %s", len(table_list), ", ".join(t.name for t in table_list))
 
     run_id = layout.new_run_id(now)
@@ -53,19 +67,17 @@ def run_export(settings: RunSettings, *, now: datetime.datetime | None = None) -
     final_key = day_dir + layout.final_name(
         settings.export_name, settings.compression, run_id if settings.append else None
     )
-    store = spec.open()
+    store = spec.open(min_part_bytes=tunables.min_part_bytes)
     swept = publish.sweep_leftovers(
         store, export_name=settings.export_name, day_dir=day_dir, current_staging=staging
     )
     if swept:
         log.info("removed %d leftovers of earlier runs of %s", len(swept), settings.export_name)
-    published = []  # the object's URI, once the new object is complete
+    published = _Published()
     try:
-        plan = ExportPlan(table_list, spec, staging, run_id)
-        size, replaced, report = _export_and_publish(settings, plan, store, final_key, day_dir, published)
+        plan = ExportPlan(table_list, spec, staging, run_id, tunables)
+        size, replaced, report = _export_and_publish(settings, plan, options, store, final_key, day_dir, published)
     except BaseException as error:
-        if published:
-            error.published_uri = published[0]  # a signal after the upload completed: say so
         swept_by_another_run = isinstance(error, StorageError) and _is_empty(store, staging)
         _remove_staging_best_effort(store, staging)
         if swept_by_another_run:
@@ -73,9 +85,12 @@ def run_export(settings: RunSettings, *, now: datetime.datetime | None = None) -
                 f"run {run_id}: its staged shards were removed while it ran; another run of export "
                 f"{settings.export_name} started meanwhile and publishes the day's file ({error})"
             ) from error
+        if isinstance(error, (KeyboardInterrupt, Terminated)):
+            signal_name = "SIGTERM" if isinstance(error, Terminated) else "SIGINT"
+            raise Interrupted(signal_name, published.uri) from error
         raise
     _remove_staging_best_effort(store, staging)
-    return {
+    return RunResult({
         "status": "succeeded",
         "run_id": run_id,
         "date": date.isoformat(),
@@ -89,15 +104,24 @@ def run_export(settings: RunSettings, *, now: datetime.datetime | None = None) -
         "invalid": dict(sorted(report.invalid.items())),
         "replaced": [spec.uri(key) for key in replaced],
         "duration_s": round(time.monotonic() - started, 3),
-    }
+    })
 
 
-def _export_and_publish(settings, plan, store, final_key, day_dir, published: list):
-    report = _run_pipeline(settings, plan)
+class _Published:
+    """The day's new object, once it is complete: what an interrupted run must still report."""
+
+    uri: str | None = None
+
+
+def _export_and_publish(settings, plan, options, store, final_key, day_dir, published: _Published):
+    report = _run_pipeline(plan, settings, options)
     _check_report(settings, report)
     log.info("publishing %d lines from %d shards to %s", report.lines, len(report.shards), store.uri(final_key))
     publish_args = dict(day_dir=day_dir, export_name=settings.export_name, append=settings.append)
-    on_complete = lambda: published.append(store.uri(final_key))  # noqa: E731
+
+    def on_complete():
+        published.uri = store.uri(final_key)
+
     if report.lines:
         shards = [ObjectInfo(key, size) for key, size in report.shards]
         size, replaced = publish.publish(
@@ -142,42 +166,11 @@ def resolve_target(settings: RunSettings) -> tuple[StoreSpec, str]:
     client_name = settings.client_name or (connection.client_name if connection else None)
     if not client_name:
         raise UsageError("no destination: give --connection NAME, or --client-name (or --output-root)")
-    layout.check_client_name(client_name)
     bucket = settings.bucket or (connection.bucket if connection else None) or DEFAULT_BUCKET
     return StoreSpec(kind="s3", bucket=bucket, base=f"{client_name}/", **common), "uploads/"
 
 
-def _check_settings(settings: RunSettings) -> None:
-    layout.check_export_name(settings.export_name)
-    if settings.compression not in COMPRESSIONS:
-        raise UsageError(f"compression {settings.compression!r} must be one of {', '.join(COMPRESSIONS)}")
-    if settings.rejects and not settings.skip_invalid_records:
-        raise UsageError("--rejects needs --skip-invalid-records (without it the first invalid row stops the run)")
-
-
-def configure_filesystems(beam_args) -> None:
-    """Beam's S3 file system needs options before the launcher reads any `s3://` table."""
-    FileSystems.set_options(beam_options(beam_args))
-
-
-def beam_options(beam_args) -> PipelineOptions:
-    """The user's Beam flags, plus our defaults for the runner and a quiet worker log."""
-    args = list(beam_args)
-    if _has_flag(args, "--dry_run"):
-        raise UsageError("--dry_run only builds the Beam job: there would be nothing to publish")
-    if not _has_flag(args, "--runner"):
-        args = [*DEFAULT_BEAM_ARGS, *args]
-    if not _has_flag(args, "--default_sdk_harness_log_level"):
-        args.append("--default_sdk_harness_log_level=WARNING")
-    return PipelineOptions(args)
-
-
-def _has_flag(args, flag: str) -> bool:
-    return any(a == flag or a.startswith(flag + "=") for a in args)
-
-
-def _run_pipeline(settings: RunSettings, plan: ExportPlan) -> RunReport:
-    options = beam_options(settings.beam_args)
+def _run_pipeline(plan: ExportPlan, settings: RunSettings, options: PipelineOptions) -> RunReport:
     pipeline = build_pipeline(settings, plan, options)
     log.info("running the pipeline (run %s)", plan.run_id)
     local_workers = options.view_as(DirectOptions).direct_running_mode == "multi_processing"
@@ -198,10 +191,6 @@ def _run_pipeline(settings: RunSettings, plan: ExportPlan) -> RunReport:
     return RunReport.from_json(store.get(plan.staging + MANIFEST_NAME))
 
 
-_WORKER_ERROR = re.compile(r"\b(SchemaError|StorageError|ConfigError|UsageError): (.+)")
-_ERROR_TYPES = {"SchemaError": SchemaError, "StorageError": StorageError, "ConfigError": UsageError, "UsageError": UsageError}
-
-
 def _cancel(result) -> None:
     """Stops a job submitted to a remote runner (Dataflow, Flink) when the launcher is stopped."""
     try:
@@ -215,9 +204,9 @@ def _pipeline_failure(error: Exception) -> ExportError:
     if isinstance(error, ExportError):  # raised in-process: keep its type, drop Beam's step suffix
         return type(error)(str(error).split(" [while running")[0].strip())
     text = error.details() if callable(getattr(error, "details", None)) else str(error)  # gRPC errors
-    match = _WORKER_ERROR.search(text)
-    if match:
-        return _ERROR_TYPES[match.group(1)](match.group(2).split(" [while running")[0].strip())
+    ours = error_from_worker(text)
+    if ours is not None:
+        return ours
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     if lines and lines[0].startswith("Pipeline has validations errors"):
         return UsageError("Beam options: " + " ".join(lines[1:]))

@@ -10,12 +10,15 @@ import dataclasses
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipeline.krux.lines import LineRules
+from pipeline.launcher.tunables import Tunables
+from pipeline.storage.inputs import Table
+from pipeline.storage.stores import StoreSpec
+from transforms.check import CheckRecords, FormatLines
 from transforms.group import GroupByUser
-from transforms.krux_line import LineRules
-from transforms.lines import CheckRecords, FormatLines
+from transforms.manifest import CombineReports, WriteManifest
 from transforms.read import ReadTables
 from transforms.rejects import WriteRejects
-from transforms.report import CombineReports, WriteManifest
 from transforms.shards import WriteShards
 
 SHARDS_DIR = "shards/"
@@ -26,10 +29,11 @@ MANIFEST_NAME = "manifest.json"
 class ExportPlan:
     """What the graph needs beyond the settings: where to stage, under which run id."""
 
-    tables: list  # pipeline.tables.Table
-    store_spec: object  # pipeline.storage.StoreSpec of the export's root
+    tables: list[Table]
+    store_spec: StoreSpec  # the export's root
     staging: str  # key prefix of this run's staging, ending in "/"
     run_id: str
+    tunables: Tunables = Tunables()
 
 
 def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam.Pipeline:
@@ -42,12 +46,20 @@ def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam
     checked = batches | "CheckRecords" >> CheckRecords(
         rules, [t.name for t in plan.tables], keep_invalid=keep_invalid
     )
-    to_lines = GroupByUser(rules.segment_attribute) if settings.group_by_user else FormatLines(rules.segment_attribute)
+    if settings.group_by_user:
+        to_lines = GroupByUser(rules.segment_attribute, partitions=plan.tunables.group_partitions)
+    else:
+        to_lines = FormatLines(rules.segment_attribute)
     shard_reports = (
         checked.valid
         | "ToLines" >> to_lines
         | "WriteShards"
-        >> WriteShards(plan.store_spec, plan.staging + SHARDS_DIR, settings.compression)
+        >> WriteShards(
+            plan.store_spec,
+            plan.staging + SHARDS_DIR,
+            settings.compression,
+            target_bytes=plan.tunables.shard_target_bytes,
+        )
     )
     reports = [checked[CheckRecords.REPORTS], shard_reports]
     if keep_invalid:

@@ -21,6 +21,7 @@ __all__ = [
     "NormalizedBatch",
     "attribute_type_supported",
     "build_lines",
+    "is_string_type",
     "normalize",
 ]
 
@@ -63,9 +64,9 @@ class InvalidReason(StrEnum):
 class LineRules:
     """Which columns hold the user id and segments, and the segment attribute's name."""
 
-    user_column: str = "user_id"
-    segment_column: str = "td_segment"
-    segment_attribute: str = "segment"
+    user_column: str
+    segment_column: str
+    segment_attribute: str
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def normalize(batch: pa.RecordBatch, rules: LineRules) -> NormalizedBatch:
             continue
         values, parents = _drop_empty(*_attribute_values(column))
         attributes.append((name, _pack(values, parents, n)))
-        if _is_string(_scalar_type(column.type)):
+        if is_string_type(_scalar_type(column.type)):
             string_values.append((name, values, parents))
 
     reasons, reason_columns = _first_reasons(
@@ -175,7 +176,7 @@ def _scalar_type_supported(data_type: pa.DataType) -> bool:
     return any(
         check(data_type)
         for check in (
-            _is_string,
+            is_string_type,
             pa.types.is_integer,
             pa.types.is_floating,
             pa.types.is_boolean,
@@ -187,10 +188,13 @@ def _scalar_type_supported(data_type: pa.DataType) -> bool:
     )
 
 
-def _is_string(data_type: pa.DataType) -> bool:
-    """Text from the data itself: the values SPEC §3's reserved-character and length checks cover."""
+def is_string_type(data_type: pa.DataType) -> bool:
+    """Text from the data itself: the values the reserved-character and length checks cover.
+
+    The one test of "a string column" (plain, large, view, or dictionary-encoded).
+    """
     if pa.types.is_dictionary(data_type):
-        return _is_string(data_type.value_type)
+        return is_string_type(data_type.value_type)
     return (
         pa.types.is_string(data_type)
         or pa.types.is_large_string(data_type)

@@ -1,4 +1,4 @@
-"""Turns a run's shards into the day's one object, replacing or appending (SPEC §4).
+"""Turns a run's shards into the day's one object, replacing or appending.
 
 The new object is complete before anything is removed: a replace run deletes the export's
 other day-folder objects only after its own multipart upload has completed, so a day that
@@ -7,7 +7,7 @@ had the export never ends up without it.
 
 import gzip
 
-from pipeline import layout
+from pipeline.krux import layout
 
 # An empty gzip stream with a fixed header (mtime 0), for `--allow-empty`.
 EMPTY_GZIP = gzip.compress(b"", mtime=0)

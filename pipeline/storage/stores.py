@@ -1,9 +1,8 @@
 """Object stores: an S3 bucket prefix or a local directory, behind one small interface.
 
-This is the only module that builds boto3 clients and parses `s3://` URIs. A `StoreSpec` is
-the picklable, secret-free description of a store that travels to Beam workers; each worker
-calls `open()` in `DoFn.setup` and resolves its credentials where it runs (SPEC §5: secrets
-never ride in pipeline options). Keys are relative to the store's base and use "/".
+A `StoreSpec` is the picklable, secret-free description of a store that travels to Beam workers; each worker
+calls `open()` in `DoFn.setup` and resolves its credentials where it runs (secrets never
+ride in pipeline options). Keys are relative to the store's base and use "/".
 Every failure is a one-line `StorageError` naming the object and S3's error code.
 """
 
@@ -13,21 +12,18 @@ import abc
 import contextlib
 import io
 import os
-import re
 import secrets
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline import merge
-from pipeline.connections import load_connection
-from pipeline.errors import ConfigError, StorageError, UsageError
-from pipeline.merge import storage_error
+from pipeline.config.connections import load_connection
+from pipeline.errors import StorageError, UsageError
+from pipeline.storage import multipart
+from pipeline.storage.s3 import BUCKET_PATTERN, error_code, make_s3_client, parse_s3_uri, read_object, storage_error
 
 __all__ = [
     "LocalStore",
@@ -36,8 +32,6 @@ __all__ = [
     "ObjectStore",
     "S3Store",
     "StoreSpec",
-    "make_s3_client",
-    "parse_s3_uri",
 ]
 
 MAX_DELETE_KEYS = 1000
@@ -46,62 +40,8 @@ MAX_DELETE_KEYS = 1000
 LIST_PAGE_KEYS = 1000
 """Keys per ListObjectsV2 page; 1000 is also Amazon's maximum."""
 
-CONNECT_TIMEOUT_S = 10
-READ_TIMEOUT_S = 300
-"""Generous: S3 may stay silent for long while it copies a big part server-side."""
-
-RETRY_ATTEMPTS = 5
-"""Attempts at one call, the first included; botocore's standard mode backs off up to 1+2+4+8 s."""
-
-_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
 _TEMP_SUFFIX = ".partial"
 """Ends the name of a LocalStore file being written; `abort_uploads` removes leftovers."""
-
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """Split `s3://bucket/key` into (bucket, key); the key may be empty (`s3://bucket/`)."""
-    if not isinstance(uri, str) or not uri.startswith("s3://"):
-        raise UsageError(f"{uri!r} is not an s3:// URI (expected s3://bucket/key)")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    if not _BUCKET.fullmatch(bucket):
-        raise UsageError(f"{uri!r}: {bucket!r} is not a valid bucket name")
-    if any(ord(char) < 32 or ord(char) == 127 for char in key):
-        raise UsageError(f"{uri!r}: the key holds a control character")
-    return bucket, key
-
-
-def make_s3_client(
-    *,
-    access_key_id: str | None = None,
-    secret_access_key: str | None = None,
-    region: str | None = None,
-    endpoint_url: str | None = None,
-):
-    """A boto3 S3 client with explicit retries and timeouts.
-
-    Without keys, boto3's standard credential chain applies (environment, profile, instance
-    role). An `endpoint_url` (an S3-compatible service) gets path-style addressing.
-    """
-    if (access_key_id is None) != (secret_access_key is None):
-        raise ConfigError("an access key id needs its secret access key, and the reverse")
-    config = Config(
-        # `total_max_attempts`: in a client Config, botocore's `max_attempts` counts retries only.
-        retries={"mode": "standard", "total_max_attempts": RETRY_ATTEMPTS},
-        connect_timeout=CONNECT_TIMEOUT_S,
-        read_timeout=READ_TIMEOUT_S,
-        s3={"addressing_style": "path"} if endpoint_url else None,
-        # boto3 >= 1.36 adds CRC checksums to every upload by default; several S3-compatible
-        # services refuse them. Only where S3 requires one (TLS already guards the bytes).
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-    )
-    # A session per client: sessions are not thread-safe, clients are.
-    session = boto3.session.Session(
-        aws_access_key_id=access_key_id,
-        aws_secret_access_key=secret_access_key,
-        region_name=region,
-    )
-    return session.client("s3", endpoint_url=endpoint_url, config=config)
 
 
 @dataclass(frozen=True)
@@ -116,16 +56,12 @@ class ObjectStore(abc.ABC):
     """Objects under a base: an S3 bucket prefix or a local directory."""
 
     @abc.abstractmethod
-    def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+    def put(self, key: str, data: bytes) -> None:
         """Write `data` at `key`, replacing any object there; readers never see a partial one."""
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:
         """The bytes at `key`; StorageError if there is no such object."""
-
-    @abc.abstractmethod
-    def size(self, key: str) -> int | None:
-        """The size of the object at `key`, or None if there is none."""
 
     @abc.abstractmethod
     def list(self, prefix: str = "") -> list[ObjectInfo]:
@@ -136,9 +72,7 @@ class ObjectStore(abc.ABC):
         """Delete the objects at `keys`; a key with no object is not an error."""
 
     @abc.abstractmethod
-    def compose(
-        self, key: str, sources: list[ObjectInfo], *, content_type: str | None = None
-    ) -> int:
+    def compose(self, key: str, sources: list[ObjectInfo]) -> int:
         """Write the concatenation of `sources` at `key`, all at once; returns its size.
 
         The order of `sources` may not be kept (SPEC: line order does not matter).
@@ -157,12 +91,21 @@ class ObjectStore(abc.ABC):
 class S3Store(ObjectStore):
     """Objects under `base` (a key prefix ending in "/", or "") in an S3 bucket."""
 
-    def __init__(self, client, bucket: str, base: str = "", *, page_size: int = LIST_PAGE_KEYS):
+    def __init__(
+        self,
+        client,
+        bucket: str,
+        base: str = "",
+        *,
+        page_size: int = LIST_PAGE_KEYS,
+        min_part_bytes: int = multipart.MIN_PART_BYTES,
+    ):
         _check_base(base)
         self.client = client
         self.bucket = bucket
         self.base = base
         self.page_size = page_size
+        self.min_part_bytes = min_part_bytes
 
     def __repr__(self) -> str:
         return f"S3Store(bucket={self.bucket!r}, base={self.base!r})"
@@ -170,31 +113,20 @@ class S3Store(ObjectStore):
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.base}{key}"
 
-    def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
-        extra = {"ContentType": content_type} if content_type else {}
+    def put(self, key: str, data: bytes) -> None:
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self.base + key, Body=data, **extra)
+            self.client.put_object(Bucket=self.bucket, Key=self.base + key, Body=data)
         except (BotoCoreError, ClientError) as exc:
             raise storage_error("writing", self.uri(key), exc) from exc
 
     def get(self, key: str) -> bytes:
         data = io.BytesIO()
         try:
-            merge.read_object(self.client, {"Bucket": self.bucket, "Key": self.base + key}, data)
+            read_object(self.client, {"Bucket": self.bucket, "Key": self.base + key}, data)
         except (BotoCoreError, ClientError) as exc:
             raise storage_error("reading", self.uri(key), exc) from exc
         return data.getvalue()
 
-    def size(self, key: str) -> int | None:
-        try:
-            response = self.client.head_object(Bucket=self.bucket, Key=self.base + key)
-        except ClientError as exc:
-            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise storage_error("reading the size of", self.uri(key), exc) from exc
-        except BotoCoreError as exc:
-            raise storage_error("reading the size of", self.uri(key), exc) from exc
-        return response["ContentLength"]
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -236,16 +168,13 @@ class S3Store(ObjectStore):
                     f"{first.get('Code')} ({first.get('Message', '')}){others}"
                 )
 
-    def compose(
-        self, key: str, sources: list[ObjectInfo], *, content_type: str | None = None
-    ) -> int:
-        extra = {"ContentType": content_type} if content_type else {}
-        return merge.compose(
+    def compose(self, key: str, sources: list[ObjectInfo]) -> int:
+        return multipart.compose(
             self.client,
             self.bucket,
             self.base + key,
             [(self.base + source.key, source.size) for source in sources],
-            **extra,
+            min_part_bytes=self.min_part_bytes,
         )
 
     def abort_uploads(self, prefix: str = "", only: Callable[[str], bool] | None = None) -> list[str]:
@@ -267,7 +196,7 @@ class S3Store(ObjectStore):
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=full_key, UploadId=upload_id)
         except (BotoCoreError, ClientError) as exc:
-            if isinstance(exc, ClientError) and _error_code(exc) == "NoSuchUpload":
+            if isinstance(exc, ClientError) and error_code(exc) == "NoSuchUpload":
                 return  # ended meanwhile (completed or aborted by someone else)
             where = f"s3://{self.bucket}/{full_key}"
             raise storage_error("aborting a multipart upload of", where, exc) from exc
@@ -289,7 +218,7 @@ class LocalStore(ObjectStore):
     def uri(self, key: str) -> str:
         return str(self.root.joinpath(*key.split("/")))
 
-    def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+    def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         try:
             with _write_into_place(path) as file:
@@ -304,12 +233,6 @@ class LocalStore(ObjectStore):
         except OSError as exc:
             raise storage_error("reading", str(path), exc) from exc
 
-    def size(self, key: str) -> int | None:
-        path = self._path(key)
-        try:
-            return path.stat().st_size if path.is_file() else None
-        except OSError as exc:
-            raise storage_error("reading the size of", str(path), exc) from exc
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         return [
@@ -327,9 +250,7 @@ class LocalStore(ObjectStore):
                 raise storage_error("deleting", str(path), exc) from exc
             self._prune_empty_dirs(path.parent)
 
-    def compose(
-        self, key: str, sources: list[ObjectInfo], *, content_type: str | None = None
-    ) -> int:
+    def compose(self, key: str, sources: list[ObjectInfo]) -> int:
         path = self._path(key)
         source_paths = [self._path(source.key) for source in sources]
         try:
@@ -426,10 +347,6 @@ def _destination_key(temp_key: str) -> str | None:
     return f"{folder}/{stem}" if folder else stem
 
 
-def _error_code(exc: ClientError) -> str | None:
-    return exc.response.get("Error", {}).get("Code")
-
-
 def _check_base(base: str) -> None:
     if base and not base.endswith("/"):
         raise ValueError(f"a store base must end with '/' or be empty, got {base!r}")
@@ -457,7 +374,7 @@ class StoreSpec:
         if self.kind not in ("s3", "local"):
             raise ValueError(f"a store kind is 's3' or 'local', got {self.kind!r}")
         _check_base(self.base)
-        if self.kind == "s3" and not _BUCKET.fullmatch(self.bucket):
+        if self.kind == "s3" and not BUCKET_PATTERN.fullmatch(self.bucket):
             raise ValueError(f"an s3 store needs a valid bucket name, got {self.bucket!r}")
         if self.kind == "local" and not self.local_root:
             raise ValueError("a local store needs a local_root")
@@ -481,8 +398,11 @@ class StoreSpec:
             return f"s3://{self.bucket}/{self.base}{key}"
         return os.path.join(self.local_root, self.base, key)
 
-    def open(self) -> ObjectStore:
-        """The store, with credentials resolved here (call it on the worker, in setup)."""
+    def open(self, *, min_part_bytes: int = multipart.MIN_PART_BYTES) -> ObjectStore:
+        """The store, with credentials resolved here (call it on the worker, in setup).
+
+        `min_part_bytes` sizes the parts of `compose` (S3's minimum unless a test lowers it).
+        """
         if self.kind == "local":
             return LocalStore(Path(self.local_root, self.base))
         if self.connection is None:
@@ -495,4 +415,4 @@ class StoreSpec:
                 region=self.region or connection.region,
                 endpoint_url=self.endpoint_url or connection.endpoint_url,
             )
-        return S3Store(client, self.bucket, self.base)
+        return S3Store(client, self.bucket, self.base, min_part_bytes=min_part_bytes)

@@ -1,4 +1,4 @@
-"""`krux-export connection add|list|test|remove` (SPEC §5).
+"""`krux-export connection add|list|test|remove`: named connections to the partner bucket.
 
 The secret access key is read from a prompt, or from standard input when that is not a
 terminal; there is no flag for it, so it never shows in a shell history or a process list.
@@ -16,9 +16,7 @@ import sys
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from pipeline import layout
-from pipeline.connections import (
-    DEFAULT_BUCKET,
+from pipeline.config.connections import (
     DEFAULT_REGION,
     Connection,
     connection_names,
@@ -26,8 +24,9 @@ from pipeline.connections import (
     remove_connection,
     save_connection,
 )
+from pipeline.config.settings import DEFAULT_BUCKET, check_client_name
 from pipeline.errors import ConfigError, StorageError, UsageError
-from pipeline.storage import make_s3_client, parse_s3_uri
+from pipeline.storage.s3 import describe_error, error_code, make_s3_client, parse_s3_uri
 
 __all__ = ["register"]
 
@@ -46,7 +45,7 @@ _KNOWN_CODES = {
 def register(commands) -> None:
     """Adds the `connection` subcommand to the CLI's subparsers."""
     connection = commands.add_parser("connection", help="add, list, test or remove named connections",
-                                     description="Named connections to the partner bucket (SPEC §5).")
+                                     description="Named connections to the partner bucket.")
     actions = connection.add_subparsers(dest="connection_command", required=True,
                                         parser_class=type(connection))
 
@@ -76,9 +75,9 @@ def register(commands) -> None:
     remove.set_defaults(handler=_remove_command)
 
 
-def _add_command(args, beam_args) -> int:
+def _add_command(args, beam_args, runtime) -> int:
     name = _check_connection_name(args.name)
-    client_name = layout.check_client_name(args.client_name)
+    client_name = check_client_name(args.client_name)
     access_key_id = args.access_key_id.strip()
     if not access_key_id or any(char.isspace() for char in access_key_id):
         raise UsageError("--access-key-id must be a non-empty key id without spaces")
@@ -106,7 +105,7 @@ def _add_command(args, beam_args) -> int:
     return 0
 
 
-def _list_command(args, beam_args) -> int:
+def _list_command(args, beam_args, runtime) -> int:
     names = connection_names()
     if not names:
         print("no connections")
@@ -129,7 +128,7 @@ def _list_command(args, beam_args) -> int:
     return 0
 
 
-def _test_command(args, beam_args) -> int:
+def _test_command(args, beam_args, runtime) -> int:
     connection = load_connection(args.name)
     folder = f"{connection.client_name}/{layout.STAGING_DIR}"
     key = f"{folder}connection-test-{secrets.token_hex(8)}.txt"
@@ -157,7 +156,7 @@ def _test_command(args, beam_args) -> int:
     return 0
 
 
-def _remove_command(args, beam_args) -> int:
+def _remove_command(args, beam_args, runtime) -> int:
     path = remove_connection(args.name)
     print(f"removed connection {args.name} from {path}")
     return 0
@@ -215,15 +214,11 @@ def _describe(connection: Connection) -> str:
 
 def _explain(exc: BaseException, connection: Connection, folder: str, action: str) -> str:
     """One line saying what went wrong, with S3's code; never the request, so never a key."""
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = error.get("Code") or str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "unknown"))
-        if code in _KNOWN_CODES:
-            meaning = _KNOWN_CODES[code].format(bucket=connection.bucket, folder=folder, action=action)
-            return f"{meaning} ({code})"
-        message = " ".join((error.get("Message") or "").split())
-        return f"{code} ({message})" if message else code
+    if isinstance(exc, ClientError) and error_code(exc) in _KNOWN_CODES:
+        code = error_code(exc)
+        meaning = _KNOWN_CODES[code].format(bucket=connection.bucket, folder=folder, action=action)
+        return f"{meaning} ({code})"
     if isinstance(exc, BotoConnectionError):
         endpoint = connection.endpoint_url or f"the S3 endpoint of region {connection.region}"
         return f"cannot reach {endpoint} ({type(exc).__name__})"
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    return describe_error(exc)

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms.krux_line import NormalizedBatch
+from pipeline.krux.lines import NormalizedBatch
 
 __all__ = ["TRIPLES_SCHEMA", "group_lines", "partition_ids", "split_by_partition", "to_triples"]
 

@@ -15,21 +15,13 @@ import enum
 import hashlib
 import logging
 import math
-import random
 import tempfile
-import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    IncompleteReadError,
-    ReadTimeoutError,
-    ResponseStreamingError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline.errors import StorageError
+from pipeline.storage.s3 import describe_error, read_object, storage_error
 
 __all__ = [
     "MAX_PARTS",
@@ -40,8 +32,6 @@ __all__ = [
     "Piece",
     "compose",
     "plan_parts",
-    "read_object",
-    "storage_error",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,12 +50,6 @@ COPY_WORKERS = 4
 
 _SPOOL_BYTES = 32 * 1024**2
 """Size up to which an upload part is assembled in memory before spilling to a temp file."""
-
-BODY_READ_ATTEMPTS = 5
-"""Tries at one GetObject whose body breaks off; botocore retries the call, not the body."""
-
-_READ_CHUNK_BYTES = 1024**2
-
 
 class PartKind(enum.StrEnum):
     COPY = "copy"
@@ -207,24 +191,24 @@ def compose(
     key: str,
     sources: list[tuple[str, int]],
     *,
-    part_plan: list[Part] | None = None,
+    min_part_bytes: int = MIN_PART_BYTES,
+    max_part_bytes: int = MAX_PART_BYTES,
     max_workers: int = COPY_WORKERS,
-    **upload_args,
 ) -> int:
     """Write the concatenation of `sources` (key, size) in `bucket` to `bucket/key`.
 
     The object appears only when the multipart upload completes; on any failure, interrupts
     included, the upload is aborted and the previous object at `key` stays as it was.
-    `upload_args` go to CreateMultipartUpload (e.g. ContentType). Returns the object's size.
+    Returns the object's size.
     Raises ValueError if the sources hold no bytes: an empty object is the caller's to write.
     """
-    plan = plan_parts([size for _, size in sources]) if part_plan is None else part_plan
+    plan = plan_parts([size for _, size in sources], min_part_bytes=min_part_bytes, max_part_bytes=max_part_bytes)
     total = sum(part.size for part in plan)
     if total == 0:
         raise ValueError(f"nothing to compose at s3://{bucket}/{key}: the sources hold 0 bytes")
     destination = f"s3://{bucket}/{key}"
     try:
-        created = client.create_multipart_upload(Bucket=bucket, Key=key, **upload_args)
+        created = client.create_multipart_upload(Bucket=bucket, Key=key)
     except (BotoCoreError, ClientError) as exc:
         raise storage_error("starting the multipart upload", destination, exc) from exc
     upload_id = created["UploadId"]
@@ -325,31 +309,6 @@ def _upload_part(client, bucket, key, upload_id, number, pieces: tuple[Piece, ..
     return response["ETag"]
 
 
-def read_object(client, request: dict, sink) -> None:
-    """Append the body of `client.get_object(**request)` to `sink`, a binary file.
-
-    botocore retries a call until its answer's headers arrive, not the reading of the body
-    after that; a body cut short (reset, closed early) is detected by botocore's StreamingBody,
-    which checks Content-Length (the raw stream that `with response["Body"]` gives does not),
-    and the GET is tried again here, the sink rewound.
-    """
-    start = sink.tell()
-    for attempt in range(1, BODY_READ_ATTEMPTS + 1):
-        body = client.get_object(**request)["Body"]
-        try:
-            for chunk in body.iter_chunks(_READ_CHUNK_BYTES):
-                sink.write(chunk)
-            return
-        except (IncompleteReadError, ResponseStreamingError, ReadTimeoutError):
-            if attempt == BODY_READ_ATTEMPTS:
-                raise
-            sink.seek(start)
-            sink.truncate()
-        finally:
-            body.close()
-        time.sleep(random.uniform(0, 2 ** (attempt - 1)))  # as botocore's standard retry mode
-
-
 def _is_completed(client, bucket: str, key: str, etags: list[str]) -> bool:
     """Whether the object at `key` is the one these parts make, though completing it failed.
 
@@ -380,29 +339,7 @@ def _abort(client, bucket: str, key: str, upload_id: str) -> None:
             upload_id,
             bucket,
             key,
-            _describe(exc),
+            describe_error(exc),
         )
 
 
-def storage_error(action: str, where: str, exc: BaseException) -> StorageError:
-    """A one-line StorageError: what failed, on which object or path, and S3's error code.
-
-    Used by `pipeline.storage` too. The text comes from the error code and S3's message, never
-    from the request, so credentials cannot leak into it.
-    """
-    return StorageError(f"{where}: {action} failed: {_describe(exc)}")
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = error.get("Code") or str(
-            exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "unknown")
-        )
-        message = error.get("Message") or ""
-        text = f"{code} ({message})" if message else code
-    elif isinstance(exc, OSError) and exc.strerror:
-        text = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())

@@ -8,10 +8,10 @@ only the first `GROUPED_PREVIEW_ROWS` rows, which the caller says.
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import tables
-from transforms.grouping import group_lines, to_triples
-from transforms.krux_line import LineRules, build_lines, normalize
-from transforms.read import read_task
+from pipeline.storage import inputs as tables
+from pipeline.krux.grouping import group_lines, to_triples
+from pipeline.krux.lines import LineRules, build_lines, normalize
+from pipeline.storage.inputs import read_task
 from transforms.shards import lines_buffer
 
 PREVIEW_BATCH_ROWS = 4096
@@ -22,9 +22,9 @@ def preview(settings, limit: int) -> tuple[list[str], dict]:
     """Up to `limit` lines, and what was read: {"rows_read", "invalid": {reason: n}}."""
     rules = LineRules(settings.user_column, settings.segment_column, settings.segment_attribute)
     lines, triples, invalid, rows_read = [], [], {}, 0
-    for table in tables.tables_of(settings):
+    for table in inputs.tables_of(settings):
         for task in table.tasks:
-            for _, _, batch in read_task(task, PREVIEW_BATCH_ROWS):
+            for _, _, batch in inputs.read_task(task, PREVIEW_BATCH_ROWS):
                 rows_read += batch.num_rows
                 rows = normalize(batch, rules)
                 for reason, count in rows.invalid_counts().items():

@@ -1,4 +1,4 @@
-"""Where things go in the partner's bucket (SPEC §4): pure functions, no I/O.
+"""Where things go in the partner's bucket: pure functions, no I/O.
 
 Keys here are relative to the export's root: `{client_name}/` in the bucket, or the
 `--output-root` itself. Under it, `uploads/{date}/` (just `{date}/` under an output root)
@@ -6,34 +6,9 @@ holds what Salesforce reads and `_staging/{export_name}/{run_id}/` holds shards.
 """
 
 import datetime
-import re
 import secrets
 
-from pipeline.errors import UsageError
-
-CLIENT_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
-EXPORT_NAME_PATTERN = re.compile(r"[A-Za-z0-9_]+")
 STAGING_DIR = "_staging/"
-
-
-def check_client_name(name: str) -> str:
-    """SPEC §4: `[A-Za-z0-9._-]+`, no `..`, so a name can never leave its own folder."""
-    if not CLIENT_NAME_PATTERN.fullmatch(name or "") or ".." in name or name == ".":
-        raise UsageError(f"client name {name!r} must match [A-Za-z0-9._-]+ and not contain '..'")
-    return name
-
-
-def check_export_name(name: str) -> str:
-    if not EXPORT_NAME_PATTERN.fullmatch(name or ""):
-        raise UsageError(f"export name {name!r} must match [A-Za-z0-9_]+")
-    return name
-
-
-def parse_date(text: str) -> datetime.date:
-    try:
-        return datetime.date.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"date {text!r} is not a date of the form YYYY-MM-DD") from None
 
 
 def new_run_id(now: datetime.datetime) -> str:
@@ -65,7 +40,7 @@ def staging_dir(export_name: str, run_id: str | None = None) -> str:
 def belongs_to_export(file_name: str, export_name: str) -> bool:
     """Whether a day-folder object is one of this export's: replaced by the next replace run.
 
-    SPEC §4: `{export_name}.txt`, `{export_name}.txt.gz` and `{export_name}-*` from append
+    `{export_name}.txt`, `{export_name}.txt.gz` and `{export_name}-*` from append
     runs. Export names hold no `-`, so `{export_name}-*` never matches another export's object.
     """
     return file_name in (f"{export_name}.txt", f"{export_name}.txt.gz") or file_name.startswith(

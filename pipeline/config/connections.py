@@ -1,4 +1,4 @@
-"""Named connections to Salesforce's bucket, kept in `connections.yml` (SPEC §5).
+"""Named connections to Salesforce's bucket, kept in `connections.yml`.
 
 The file maps a connection name to its fields and must be private to its owner, as ssh
 requires of a private key. A key may be written `env:VARNAME` and is then read from the
@@ -16,9 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.errors import ConfigError
-from pipeline.layout import check_client_name
-from pipeline.settings import DEFAULT_BUCKET
+from pipeline.errors import ConfigError, UsageError
+from pipeline.config.settings import DEFAULT_BUCKET, check_client_name
 
 __all__ = [
     "CONNECTIONS_FILE",
@@ -97,7 +96,7 @@ def load_connection(name: str, home: Path | str | None = None) -> Connection:
         raise ConfigError(f"{where}: endpoint_url must start with http:// or https://")
     try:
         client_name = check_client_name(entry["client_name"])
-    except ConfigError as exc:
+    except UsageError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return Connection(
         name=name,

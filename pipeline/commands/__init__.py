@@ -1,0 +1,1 @@
+"""The command line: one module per subcommand; errors become exit codes here and nowhere else."""

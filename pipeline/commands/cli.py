@@ -1,0 +1,106 @@
+"""The `krux-export` command: argv to a subcommand, errors to exit codes.
+
+No export logic here. Each subcommand lives in its own module and registers itself. Every
+`run` that exits prints one JSON object as its last stdout line (the summary, or why it
+failed); progress goes to stderr. Exit codes: 0 done; 2 usage, configuration or schema;
+3 invalid records or empty result; 4 storage; 1 anything else.
+"""
+
+import argparse
+import dataclasses
+import logging
+import signal
+import sys
+from collections.abc import Callable
+
+from pipeline.commands import connection, preview, run, schedule
+from pipeline.commands.beam_flags import flag_name
+from pipeline.commands.summary import emit_line, failed_summary, report_failure
+from pipeline.errors import ExportError, Interrupted, Terminated, UsageError
+from pipeline.schedule.loop import Clock, SystemClock
+
+__all__ = ["Runtime", "build_parser", "main"]
+
+log = logging.getLogger("krux_export")
+
+SUBCOMMANDS = (run, preview, connection, schedule)
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """What commands take from their surroundings, so tests pass their own instead of patching.
+
+    `run_export` is `pipeline.launcher.run.run_export` unless given (imported when first
+    needed: Beam takes a second or two to import, which `connection list` should not pay).
+    `tunables` (a `pipeline.launcher.tunables.Tunables`) sizes shards and parts.
+    """
+
+    clock: Clock = dataclasses.field(default_factory=SystemClock)
+    run_export: Callable | None = None
+    tunables: object | None = None
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """Raises `UsageError` instead of exiting, so `run` can still print its JSON line.
+
+    No abbreviations: a shortened or mistyped flag must not silently mean another one.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog="krux-export", description="Export segment tables to Salesforce DMP (Krux).")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+    for module in SUBCOMMANDS:
+        module.register(commands)
+    return parser
+
+
+def main(argv=None, *, runtime: Runtime | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    runtime = runtime or Runtime()
+    configure_logging()  # before Beam is imported: it logs notices at import time
+    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
+    is_run = bool(argv) and argv[0] == "run"
+    summary_path = None
+    try:
+        args, beam_args = build_parser().parse_known_args(argv)
+        summary_path = getattr(args, "summary_json", None) if is_run else None
+        if beam_args and not getattr(args, "takes_beam_args", False):
+            raise UsageError(f"unknown option {flag_name(beam_args[0])}")
+        return args.handler(args, beam_args, runtime)
+    except (ExportError, Interrupted, KeyboardInterrupt, Terminated) as error:
+        return _fail(error, is_run, summary_path)
+    except Exception as error:  # the last resort: one line, never a bare traceback
+        log.debug("unexpected error", exc_info=True)
+        return _fail(error, is_run, summary_path)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+
+
+def configure_logging() -> None:
+    """Our progress at INFO; other libraries' chatter (Beam's optional-GCP notices) only at ERROR."""
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="krux-export: %(message)s", force=True)
+    log.setLevel(logging.INFO)
+    # Beam logs a worker's failure with its traceback; our one-line reason says it instead.
+    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
+
+
+def _fail(error: BaseException, is_run: bool, summary_path: str | None) -> int:
+    summary = failed_summary(error)
+    report_failure(summary)
+    if is_run:
+        try:
+            emit_line(summary, summary_path)
+        except OSError:
+            pass  # the line is on stdout; the summary file could not be written
+    return summary["exit_code"]
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()

@@ -1,0 +1,42 @@
+"""`krux-export preview`: the first lines a run would write, and the invalid rows among those read."""
+
+import logging
+
+from pipeline.commands.beam_flags import check_beam_args
+from pipeline.commands.run import add_run_arguments, run_settings
+from pipeline.errors import UsageError
+
+__all__ = ["register"]
+
+log = logging.getLogger("krux_export")
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "preview",
+        help="print the first lines a run would write; touches no storage",
+        description="Print the first Krux lines and the invalid rows among those read. "
+        "Takes run's options; destination options are ignored.",
+    )
+    add_run_arguments(parser)
+    parser.add_argument("--limit", type=int, default=20, metavar="N", help="lines to print (default 20)")
+    parser.set_defaults(handler=_preview_command, takes_beam_args=True)
+
+
+def _preview_command(args, beam_args, runtime) -> int:
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    check_beam_args(beam_args)
+    settings = run_settings(args, beam_args)
+    # Beam and pyarrow load only when a preview needs them (start-up cost).
+    from pipeline.launcher.beam_options import beam_options, configure_filesystems
+    from pipeline.launcher.preview import GROUPED_PREVIEW_ROWS, preview
+
+    configure_filesystems(beam_options(beam_args))
+    lines, seen = preview(settings, args.limit)
+    for line in lines:
+        print(line)
+    grouped = f" (grouped within the first {GROUPED_PREVIEW_ROWS} rows)" if settings.group_by_user else ""
+    invalid = ", ".join(f"{reason}: {count}" for reason, count in seen["invalid"].items()) or "none"
+    log.info("%d lines from %d rows read%s; invalid rows: %s", len(lines), seen["rows_read"], grouped, invalid)
+    return 0

@@ -1,0 +1,111 @@
+"""`krux-export run`: one export, from flags or a job file with flags on top.
+
+Every option's default is `RunSettings`'s, so the parser records only the flags the user
+gave: those override a job file's settings, whatever their spelling on the command line.
+"""
+
+import argparse
+import dataclasses
+import logging
+
+from pipeline.commands.beam_flags import check_beam_args
+from pipeline.commands.summary import emit_line
+from pipeline.config.jobs import load_job, settings_with_overrides
+from pipeline.config.settings import COMPRESSIONS, RunSettings, SettingError, parse_date
+from pipeline.errors import UsageError
+
+__all__ = ["add_run_arguments", "launcher_run_export", "register", "run_settings"]
+
+log = logging.getLogger("krux_export")
+
+_SETTING_FIELDS = {field.name for field in dataclasses.fields(RunSettings)}
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="export the day's file",
+        description="Run one export. Flags not listed here are passed to Beam as pipeline options.",
+    )
+    add_run_arguments(parser)
+    parser.add_argument("--job", metavar="FILE", help="a job file; flags given here override it")
+    parser.set_defaults(handler=_run_command, takes_beam_args=True)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options `run` and `preview` share; each one's `dest` is a `RunSettings` field."""
+    defaults = RunSettings()
+    source = parser.add_argument_group("tables")
+    source.add_argument("--source", dest="sources", action="append", default=argparse.SUPPRESS, metavar="URI",
+                        help="a Parquet file or directory, or a CSV file; local or s3://; a glob is allowed; repeatable")
+    source.add_argument("--database", metavar="URI", default=argparse.SUPPRESS,
+                        help="every entry directly under it whose name starts with --table-prefix")
+    source.add_argument("--table-prefix", default=argparse.SUPPRESS, help=f"default: {defaults.table_prefix}")
+    source.add_argument("--user-column", default=argparse.SUPPRESS, help=f"default: {defaults.user_column}")
+    source.add_argument("--segment-column", default=argparse.SUPPRESS, help=f"default: {defaults.segment_column}")
+    source.add_argument("--segment-attribute", default=argparse.SUPPRESS,
+                        help=f"the segment attribute's name in each line (default: {defaults.segment_attribute})")
+    target = parser.add_argument_group("destination")
+    target.add_argument("--connection", metavar="NAME", default=argparse.SUPPRESS,
+                        help="a connection from connections.yml")
+    target.add_argument("--client-name", default=argparse.SUPPRESS)
+    target.add_argument("--bucket", default=argparse.SUPPRESS)
+    target.add_argument("--endpoint-url", default=argparse.SUPPRESS)
+    target.add_argument("--s3-region", dest="region", metavar="REGION", default=argparse.SUPPRESS,
+                        help="the partner bucket's region (Beam's own --region is Dataflow's)")
+    target.add_argument("--output-root", metavar="URI", default=argparse.SUPPRESS,
+                        help="write the uploads/ layout here instead (local or s3://)")
+    target.add_argument("--date", type=parse_date, default=argparse.SUPPRESS,
+                        help="the day folder, YYYY-MM-DD (default: today, UTC)")
+    target.add_argument("--export-name", default=argparse.SUPPRESS, help=f"default: {defaults.export_name}")
+    target.add_argument("--compression", choices=COMPRESSIONS, default=argparse.SUPPRESS,
+                        help=f"default: {defaults.compression}")
+    target.add_argument("--append", action="store_true", default=argparse.SUPPRESS,
+                        help="add a file to the day instead of replacing it")
+    records = parser.add_argument_group("records")
+    records.add_argument("--skip-invalid-records", action="store_true", default=argparse.SUPPRESS)
+    records.add_argument("--rejects", metavar="URI", default=argparse.SUPPRESS,
+                         help="write invalid rows here as JSON lines")
+    records.add_argument("--group-by-user", action="store_true", default=argparse.SUPPRESS)
+    records.add_argument("--allow-empty", action="store_true", default=argparse.SUPPRESS)
+    parser.add_argument("--summary-json", metavar="PATH", default=argparse.SUPPRESS)
+
+
+def run_settings(args, beam_args) -> RunSettings:
+    """The run's settings: the job file's (if any) with the given flags on top, or the flags'.
+
+    A broken rule names the flag: `--export-name: export name 'a-b' must match [A-Za-z0-9_]+`.
+    """
+    given = {name: value for name, value in vars(args).items() if name in _SETTING_FIELDS}
+    if "sources" in given:
+        given["sources"] = tuple(given["sources"])
+    given["beam_args"] = tuple(beam_args)
+    job_file = getattr(args, "job", None)
+    try:
+        if job_file:
+            return settings_with_overrides(load_job(job_file).settings, given)
+        return RunSettings(**given)
+    except SettingError as error:
+        raise UsageError(f"{_flag_of(error.setting)}: {error.problem}") from error
+
+
+def _flag_of(setting: str) -> str:
+    return {"sources": "--source", "region": "--s3-region"}.get(setting, "--" + setting.replace("_", "-"))
+
+
+def _run_command(args, beam_args, runtime) -> int:
+    check_beam_args(beam_args)
+    settings = run_settings(args, beam_args)
+    run_export = runtime.run_export or launcher_run_export()
+    result = run_export(settings, tunables=runtime.tunables)
+    emit_line(result.summary, settings.summary_json)
+    summary = result.summary
+    log.info("published %s (%d bytes, %d lines)", summary["object_uri"], summary["bytes"], summary["lines_written"])
+    return 0
+
+
+def launcher_run_export():
+    """`pipeline.launcher.run.run_export`."""
+    from pipeline.launcher.run import run_export  # Beam loads only when a run needs it (start-up cost)
+
+    return run_export

@@ -1,0 +1,76 @@
+"""`krux-export schedule FILE [--next N]`: a job file run at its scheduled times.
+
+With `--next N`, prints the next N start times and exits. Without it, runs the job at each
+start time until stopped: each run's summary (or its failed JSON line) goes to stdout as one
+line, progress to stderr.
+"""
+
+import dataclasses
+import logging
+
+from pipeline.commands.beam_flags import check_beam_args
+from pipeline.commands.run import launcher_run_export
+from pipeline.commands.summary import emit_line, failed_summary
+from pipeline.config.jobs import load_job
+from pipeline.errors import ConfigError, Interrupted, Terminated, UsageError
+from pipeline.schedule.cron import next_start_times
+from pipeline.schedule.loop import run_schedule
+
+__all__ = ["register"]
+
+log = logging.getLogger("krux_export")
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "schedule",
+        help="run a job file at its scheduled times",
+        description="Run a job file at each scheduled time until stopped, or list its next "
+        "start times. Flags not listed here are passed to Beam as pipeline options.",
+    )
+    parser.add_argument("job_file", metavar="FILE", help="the job's YAML file")
+    parser.add_argument("--next", dest="next_count", type=_count, metavar="N",
+                        help="print the next N start times (scheduled time plus delay) and exit")
+    parser.set_defaults(handler=_schedule_command, takes_beam_args=True)
+
+
+def _schedule_command(args, beam_args, runtime) -> int:
+    job = load_job(args.job_file)
+    if job.schedule is None:
+        raise ConfigError(f"{job.path}: the job has no schedule (add schedule: such as \"0 0 * * *\")")
+    if args.next_count is not None:
+        for _, start in next_start_times(job, runtime.clock.now(), args.next_count):
+            print(start.isoformat(), flush=True)
+        return 0
+    check_beam_args(beam_args)
+    if beam_args:
+        settings = job.settings.replace(beam_args=(*job.settings.beam_args, *beam_args))
+        job = dataclasses.replace(job, settings=settings)
+    run_export = runtime.run_export or launcher_run_export()
+
+    def run_and_print(settings):
+        """One export; its summary, or the failed JSON line, is printed as one line either way."""
+        try:
+            result = run_export(settings, tunables=runtime.tunables)
+        except (Exception, Interrupted, KeyboardInterrupt, Terminated) as error:
+            emit_line(failed_summary(error))
+            raise
+        emit_line(result.summary)
+        return result
+
+    log.info("job %s: scheduled %r in %s, delay %s", job.name, job.schedule, job.timezone, job.delay)
+    try:
+        return run_schedule(job, run_and_print, runtime.clock)
+    except (KeyboardInterrupt, Terminated, Interrupted) as signal:
+        # Stopping is how a schedule ends: a run in progress has cleaned up and said so.
+        stopped_by = "SIGINT" if isinstance(signal, KeyboardInterrupt) else "SIGTERM"
+        if isinstance(signal, Interrupted):
+            stopped_by = signal.signal_name
+        log.info("schedule %s stopped by %s", job.name, stopped_by)
+        return 0
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"--next: expected a whole number of 1 or more, got {text!r}")
+    return int(text)

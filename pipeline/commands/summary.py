@@ -1,0 +1,33 @@
+"""The last line a run prints on stdout: its summary, or why it failed, as one JSON object."""
+
+import json
+import sys
+
+from pipeline.errors import describe_failure
+
+__all__ = ["emit_line", "failed_summary", "report_failure"]
+
+
+def failed_summary(error: BaseException) -> dict:
+    """`{"status": "failed", "exit_code": N, "error": "<one line>"}` for whatever was raised."""
+    exit_code, reason = describe_failure(error)
+    return {"status": "failed", "exit_code": exit_code, "error": reason}
+
+
+def emit_line(summary: dict, path: str | None = None) -> None:
+    """Prints `summary` as one JSON line on stdout, and writes it to `path` too when given.
+
+    A summary file that cannot be written does not hide the line on stdout.
+    """
+    line = json.dumps(summary)
+    try:
+        if path:
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+    finally:
+        print(line, flush=True)
+
+
+def report_failure(summary: dict) -> None:
+    """The one line on stderr that says why a command failed."""
+    print(f"krux-export: error: {summary['error']}", file=sys.stderr, flush=True)

@@ -1,0 +1,1 @@
+"""Run configuration: settings that validate themselves, job files and connections."""

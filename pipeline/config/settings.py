@@ -1,0 +1,122 @@
+"""`RunSettings`: the one object a run needs, from flags or a job file, checked when it is built.
+
+Every entry point (command line, job file, workflow file, schedule) builds a `RunSettings`,
+so every rule on names and combinations lives here once. A broken rule is a `SettingError`
+naming the setting; each entry point words the setting its own way (`--export-name`,
+`result_settings.export_name`).
+"""
+
+import dataclasses
+import datetime
+import re
+
+from pipeline.errors import ConfigError, UsageError
+
+__all__ = [
+    "ATTRIBUTE_NAME_PATTERN",
+    "COMPRESSIONS",
+    "DEFAULT_BUCKET",
+    "DEFAULT_EXPORT_NAME",
+    "RunSettings",
+    "SettingError",
+    "check_client_name",
+    "check_export_name",
+    "parse_date",
+]
+
+DEFAULT_BUCKET = "krux-partners"
+DEFAULT_EXPORT_NAME = "first_party_segment"
+COMPRESSIONS = ("gzip", "none")
+
+CLIENT_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
+EXPORT_NAME_PATTERN = re.compile(r"[A-Za-z0-9_]+")
+ATTRIBUTE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
+"""Attribute names in a line: `:`, `;`, `,` or `^` in one would corrupt every line."""
+
+
+class SettingError(ConfigError):
+    """A setting that breaks a rule; `setting` is the `RunSettings` field's name."""
+
+    def __init__(self, setting: str, problem: str):
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
+def check_client_name(name: str) -> str:
+    """`[A-Za-z0-9._-]+`, no `..`, so a name can never leave its own folder."""
+    if not CLIENT_NAME_PATTERN.fullmatch(name or "") or ".." in name or name == ".":
+        raise UsageError(f"client name {name!r} must match [A-Za-z0-9._-]+ and not contain '..'")
+    return name
+
+
+def check_export_name(name: str) -> str:
+    """`[A-Za-z0-9_]+`: no `-`, so `{export_name}-*` (append files) never matches another export."""
+    if not EXPORT_NAME_PATTERN.fullmatch(name or ""):
+        raise UsageError(f"export name {name!r} must match [A-Za-z0-9_]+")
+    return name
+
+
+def parse_date(text: str) -> datetime.date:
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"date {text!r} is not a date of the form YYYY-MM-DD") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """Everything `run` takes. Holds names and paths, never a secret."""
+
+    sources: tuple[str, ...] = ()
+    database: str | None = None
+    table_prefix: str = "segment_"
+    user_column: str = "user_id"
+    segment_column: str = "td_segment"
+    segment_attribute: str = "segment"
+    connection: str | None = None
+    client_name: str | None = None
+    bucket: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    date: datetime.date | None = None
+    append: bool = False
+    skip_invalid_records: bool = False
+    rejects: str | None = None
+    group_by_user: bool = False
+    compression: str = "gzip"
+    export_name: str = DEFAULT_EXPORT_NAME
+    output_root: str | None = None
+    allow_empty: bool = False
+    summary_json: str | None = None
+    beam_args: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        _check(self)
+
+    def replace(self, **changes) -> "RunSettings":
+        """A copy with `changes`, checked again."""
+        return dataclasses.replace(self, **changes)
+
+
+def _check(settings: RunSettings) -> None:
+    def rule(setting: str, check) -> None:
+        try:
+            check(getattr(settings, setting))
+        except UsageError as error:
+            raise SettingError(setting, str(error)) from None
+
+    rule("export_name", check_export_name)
+    if settings.client_name is not None:
+        rule("client_name", check_client_name)
+    if settings.compression not in COMPRESSIONS:
+        raise SettingError("compression", f"must be one of {', '.join(COMPRESSIONS)}, got {settings.compression!r}")
+    if not ATTRIBUTE_NAME_PATTERN.fullmatch(settings.segment_attribute or ""):
+        raise SettingError(
+            "segment_attribute",
+            f"{settings.segment_attribute!r} cannot be an attribute name (allowed: letters, digits, '_', '.', '-')",
+        )
+    if settings.rejects and not settings.skip_invalid_records:
+        raise SettingError(
+            "rejects", "needs skip_invalid_records (without it the first invalid row stops the run)"
+        )

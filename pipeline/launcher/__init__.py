@@ -1,0 +1,1 @@
+"""One export end to end on the launcher: Beam options, the graph, running it, publishing."""

@@ -1,0 +1,45 @@
+"""Beam's pipeline options for a run: our defaults under the user's own Beam flags.
+
+Flags that `krux-export` does not know go to Beam; a flag Beam does not know either is a
+typo, which the command refuses before anything runs.
+"""
+
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+from pipeline.errors import UsageError
+
+__all__ = ["DEFAULT_BEAM_ARGS", "beam_options", "configure_filesystems", "unknown_beam_flag"]
+
+DEFAULT_BEAM_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+"""Both cores, and never the Prism download that Beam's default runner attempts first."""
+
+
+def unknown_beam_flag(beam_args) -> str | None:
+    """The first argument that neither krux-export nor Beam knows (a typo), if any."""
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    for options_class in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        options_class._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(list(beam_args))
+    return unknown[0] if unknown else None
+
+
+def beam_options(beam_args) -> PipelineOptions:
+    """The user's Beam flags, plus our defaults for the runner and a quiet worker log."""
+    args = list(beam_args)
+    if _has_flag(args, "--dry_run"):
+        raise UsageError("--dry_run only builds the Beam job: there would be nothing to publish")
+    if not _has_flag(args, "--runner"):
+        args = [*DEFAULT_BEAM_ARGS, *args]
+    if not _has_flag(args, "--default_sdk_harness_log_level"):
+        args.append("--default_sdk_harness_log_level=WARNING")
+    return PipelineOptions(args)
+
+
+def configure_filesystems(options: PipelineOptions) -> None:
+    """Beam's S3 file system needs options before the launcher reads any `s3://` table."""
+    FileSystems.set_options(options)
+
+
+def _has_flag(args, flag: str) -> bool:
+    return any(a == flag or a.startswith(flag + "=") for a in args)

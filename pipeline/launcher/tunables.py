@@ -1,0 +1,22 @@
+"""`Tunables`: sizes a run may be given instead of its defaults (tests and benchmarks do).
+
+Amazon's limits stay constants where they are enforced; these are the knobs below them.
+"""
+
+import dataclasses
+
+from pipeline.storage.multipart import MIN_PART_BYTES
+from transforms.group import DEFAULT_PARTITIONS
+from transforms.shards import SHARD_TARGET_BYTES
+
+__all__ = ["Tunables"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Tunables:
+    shard_target_bytes: int = SHARD_TARGET_BYTES
+    """A shard rolls over at this size (compressed, or plain text)."""
+    min_part_bytes: int = MIN_PART_BYTES
+    """Smallest part of the day's multipart upload but the last (S3's minimum by default)."""
+    group_partitions: int = DEFAULT_PARTITIONS
+    """Partitions of users for `--group-by-user`."""
