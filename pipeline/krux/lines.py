@@ -23,6 +23,7 @@ __all__ = [
     "build_lines",
     "is_string_type",
     "normalize",
+    "render_text",
 ]
 
 MAX_VALUE_CHARS = 254
@@ -292,6 +293,14 @@ def _value_counts(segments: pa.Array, attributes: list) -> np.ndarray:
 
 
 # --- Rendering ---------------------------------------------------------------------------------
+
+
+def render_text(values: pa.Array) -> pa.Array:
+    """Values of a supported scalar type as the text a Krux line shows them in (null: nothing).
+
+    Also what the rejects file shows for dates and timestamps, so both read the same.
+    """
+    return _render(values)
 
 
 def _render(values: pa.Array) -> pa.Array:

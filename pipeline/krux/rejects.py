@@ -1,0 +1,115 @@
+"""Invalid rows as JSON lines (table, reason, the row), built a column at a time with Arrow.
+
+One line per row: ``{"table":"segment_a","reason":"reserved_character","row":{"user_id":"u3",...}}``.
+No Python object is made per row: each column becomes JSON text with pyarrow compute kernels
+and the columns are joined element-wise. Strings are escaped as JSON requires (quote,
+backslash, control characters; everything else stays UTF-8); integers, decimals and floats are
+JSON numbers (a float that is NaN or infinite is null: JSON has no such number), booleans are
+``true``/``false``, dates and timestamps are the text a Krux line shows (ISO-8601, UTC, ``Z``),
+lists are arrays, and nulls are ``null``.
+"""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.krux.lines import is_string_type, render_text
+
+__all__ = ["reject_lines"]
+
+MAX_BLOCK_INPUT_BYTES = 128 * 1024**2
+"""Input bytes turned into one block of lines. Escaping grows text at most sixfold (a control
+character becomes ``\\u00XX``), so a block stays well under the 2 GiB a ``string`` array holds."""
+
+_NULL_TEXT = pa.scalar(None, pa.string())
+_ESCAPED_CODES = (*range(0x20), 0x2028, 0x2029)
+"""Control characters, which JSON requires escaped, and the two line separators that JSON lets
+through but line-splitting readers (JavaScript, Python's ``str.splitlines``) break lines at."""
+_ESCAPED_PATTERN = r"[\x00-\x1f\x{2028}\x{2029}]"
+
+
+def reject_lines(
+    table: str, batch: pa.RecordBatch, reasons: pa.Array, *, max_block_bytes: int = MAX_BLOCK_INPUT_BYTES
+) -> list[pa.Array]:
+    """The rows of `batch` as JSON lines, each ending in ``\\n``, in blocks (string arrays).
+
+    `reasons` gives each row's reason. A batch of huge values is cut into several blocks.
+    """
+    if batch.nbytes <= max_block_bytes or batch.num_rows <= 1:
+        return [_block(table, batch, reasons)]
+    half = batch.num_rows // 2
+    return [
+        *reject_lines(table, batch.slice(0, half), reasons[:half], max_block_bytes=max_block_bytes),
+        *reject_lines(table, batch.slice(half), reasons[half:], max_block_bytes=max_block_bytes),
+    ]
+
+
+def _block(table: str, batch: pa.RecordBatch, reasons: pa.Array) -> pa.Array:
+    pieces = [
+        '{"table":' + _json_name(table) + ',"reason":',
+        _json_strings(_as_string(reasons)),
+        ',"row":{',
+    ]
+    for index, (name, column) in enumerate(zip(batch.schema.names, batch.columns)):
+        pieces.append(("," if index else "") + _json_name(name) + ":")
+        pieces.append(pc.fill_null(_json_values(column), "null"))
+    pieces.append("}}\n")
+    return pc.binary_join_element_wise(*pieces, "")
+
+
+def _json_name(name: str) -> str:
+    return json.dumps(name, ensure_ascii=False)
+
+
+def _json_values(values: pa.Array) -> pa.Array:
+    """Each value as JSON text; null where the value is null."""
+    data_type = values.type
+    if pa.types.is_dictionary(data_type):
+        return _json_values(values.dictionary_decode())
+    if is_string_type(data_type):
+        return _json_strings(_as_string(values))
+    if pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
+        return _json_arrays(values)
+    if pa.types.is_floating(data_type):
+        finite = pc.is_finite(values.cast(pa.float32()) if data_type == pa.float16() else values)
+        return pc.if_else(finite, render_text(values), _NULL_TEXT)
+    if pa.types.is_date(data_type) or pa.types.is_timestamp(data_type):
+        return _quoted(render_text(values))
+    # Integers, decimals, booleans (true/false) and nulls: Arrow's text is already JSON's.
+    return values.cast(pa.string())
+
+
+def _json_strings(strings: pa.Array) -> pa.Array:
+    """Strings as quoted JSON strings: backslash and quote escaped, control characters and line
+    separators as ``\\uXXXX``; everything else stays UTF-8."""
+    text = pc.replace_substring(strings, "\\", "\\\\")
+    text = pc.replace_substring(text, '"', '\\"')
+    if pc.any(pc.match_substring_regex(text, _ESCAPED_PATTERN)).as_py():
+        for code in _ESCAPED_CODES:  # rare: one pass per such character the batch holds
+            character = chr(code)
+            if pc.any(pc.match_substring(text, character)).as_py():
+                text = pc.replace_substring(text, character, f"\\u{code:04x}")
+    return _quoted(text)
+
+
+def _json_arrays(lists: pa.Array) -> pa.Array:
+    """Lists as JSON arrays (null elements as null); a null list stays null."""
+    items = pc.fill_null(_json_values(pc.list_flatten(lists)), "null")
+    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
+    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+    offset_type = pa.int64() if pa.types.is_large_string(items.type) else pa.int32()
+    array_type = pa.LargeListArray if offset_type == pa.int64() else pa.ListArray
+    rebuilt = array_type.from_arrays(pa.array(offsets, offset_type), items, mask=pc.is_null(lists))
+    return pc.binary_join_element_wise("[", pc.binary_join(rebuilt, ","), "]", "")
+
+
+def _quoted(text: pa.Array) -> pa.Array:
+    return pc.binary_join_element_wise('"', text, '"', "")
+
+
+def _as_string(values: pa.Array) -> pa.Array:
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    return values if values.type == pa.string() else values.cast(pa.string())
