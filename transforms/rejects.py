@@ -1,80 +1,115 @@
-"""`WriteRejects`: invalid rows as JSON lines (table, reason, the row) for the user to inspect.
+"""`WriteRejects`: invalid rows as JSON lines, written by the workers as parts beside the target.
 
 Rejects hold personal data, so they go where `--rejects` says (the user's own storage, with
-the standard credential chain) and never to the partner's bucket. Each bundle writes one part
-beside the target; the launcher joins the parts into the one file the user named.
+the standard credential chain) and never to the partner's bucket. Each bundle writes parts of
+about `PART_TARGET_BYTES` under `{file}.parts/{run_id}/` beside the file the user named; the
+launcher assembles the parts named in the manifest into that one file (server-side on S3).
 """
 
-import json
+from __future__ import annotations
+
+import dataclasses
 import os
 import uuid
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
-from pipeline.errors import StorageError
+from pipeline.errors import UsageError
+from pipeline.krux.rejects import reject_lines
 from pipeline.krux.report import RunReport
+from pipeline.storage.stores import StoreSpec
+from transforms.shards import lines_buffer
 
-__all__ = ["WriteRejects", "join_rejects", "parts_dir"]
+__all__ = ["PART_TARGET_BYTES", "RejectsTarget", "WriteRejects"]
+
+PART_TARGET_BYTES = 32 * 1024 * 1024
+"""A part rolls over past this size: above S3's 5 MiB part minimum, so that full parts are
+copied server-side when the file is assembled; memory per worker is about this much."""
+
+PARTS_SUFFIX = ".parts/"
 
 
-def parts_dir(rejects_uri: str, run_id: str) -> str:
-    return f"{rejects_uri}.parts-{run_id}/"
+@dataclasses.dataclass(frozen=True)
+class RejectsTarget:
+    """The rejects file `name` in the folder `store_spec`, and this run's parts beside it.
+
+    Parts go under `{name}.parts/{run_id}/`: every run's parts under one folder per file, so
+    the next run finds and removes what a killed run left without listing anything else.
+    """
+
+    store_spec: StoreSpec
+    name: str
+    run_id: str
+
+    @classmethod
+    def for_run(cls, uri: str, run_id: str) -> RejectsTarget:
+        """The target for `--rejects URI`: a file, local or `s3://`, never a folder."""
+        if uri.endswith("/") or (not uri.startswith("s3://") and os.path.isdir(uri)):
+            raise UsageError(f"--rejects {uri}: name a file (e.g. {uri.rstrip('/')}/rejects.jsonl), not a folder")
+        if uri.startswith("s3://"):
+            folder, _, name = uri.rpartition("/")
+            spec = StoreSpec.from_uri(folder + "/") if folder != "s3:/" else None
+        else:
+            folder, name = os.path.split(os.path.abspath(uri))
+            spec = StoreSpec.from_uri(folder)
+        if spec is None or not name:
+            raise UsageError(f"--rejects {uri}: expected s3://bucket/key or a local file path")
+        return cls(spec, name, run_id)
+
+    @property
+    def uri(self) -> str:
+        return self.store_spec.uri(self.name)
+
+    @property
+    def parts_root(self) -> str:
+        """The folder holding every run's parts for this file (key prefix, ending in "/")."""
+        return self.name + PARTS_SUFFIX
+
+    @property
+    def parts(self) -> str:
+        """This run's parts (key prefix, ending in "/")."""
+        return f"{self.parts_root}{self.run_id}/"
 
 
 class WriteRejects(beam.PTransform):
-    """Writes `InvalidRows` as JSON-lines parts; outputs a `RunReport` naming each part."""
+    """Writes `InvalidRows` as JSON-lines parts; outputs a `RunReport` naming each part and its size."""
 
-    def __init__(self, rejects_uri: str, run_id: str):
+    def __init__(self, target: RejectsTarget, *, part_bytes: int | None = None):
         super().__init__()
-        self._fn = _WriteRejectsFn(parts_dir(rejects_uri, run_id))
+        self._fn = _WriteRejectsFn(target, part_bytes or PART_TARGET_BYTES)
 
     def expand(self, invalid_rows):
-        return invalid_rows | "PutRejects" >> beam.ParDo(self._fn)
+        return invalid_rows | "PutRejectParts" >> beam.ParDo(self._fn)
 
 
 class _WriteRejectsFn(beam.DoFn):
-    def __init__(self, directory: str):
-        self._directory = directory
+    def __init__(self, target: RejectsTarget, part_bytes: int):
+        self._target = target
+        self._part_bytes = part_bytes
+
+    def setup(self):
+        self._store = self._target.store_spec.open()
 
     def start_bundle(self):
-        self._lines = []
+        self._blocks, self._size = [], 0
 
     def process(self, invalid):
-        # Per-row Python is fine here: only invalid rows come this way.
-        for row, reason in zip(invalid.batch.to_pylist(), invalid.reasons.to_pylist()):
-            record = {"table": invalid.table, "reason": reason, "row": row}
-            self._lines.append(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        for block in reject_lines(invalid.table, invalid.batch, invalid.reasons):
+            data = lines_buffer(block)
+            self._blocks.append(data)
+            self._size += len(data)
+        if self._size >= self._part_bytes:
+            yield self._put_part()
 
     def finish_bundle(self):
-        if not self._lines:
-            return
-        path = f"{self._directory}part-{uuid.uuid4().hex}.jsonl"
-        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            handle.write("".join(self._lines).encode("utf-8"))
-        yield WindowedValue(RunReport(rejects_parts=[path]), 0, [GlobalWindow()])
+        if self._blocks:
+            yield WindowedValue(self._put_part(), 0, [GlobalWindow()])
 
-
-def join_rejects(rejects_uri: str, run_id: str, parts: list[str]) -> None:
-    """Joins the workers' parts into the one file the user named, then removes the parts.
-
-    Runs in the launcher: rejects are the invalid rows only, small next to the export.
-    """
-    if not parts and rejects_uri.startswith("s3://"):
-        return  # no rejects, and Beam's S3 writer cannot complete a zero-byte object
-    try:
-        with FileSystems.create(rejects_uri, compression_type=CompressionTypes.UNCOMPRESSED) as target:
-            for part in sorted(parts):
-                with FileSystems.open(part, compression_type=CompressionTypes.UNCOMPRESSED) as source:
-                    while chunk := source.read(8 * 1024 * 1024):
-                        target.write(chunk)
-        if parts:
-            FileSystems.delete(parts)
-        directory = parts_dir(rejects_uri, run_id)
-        if not rejects_uri.startswith("s3://") and os.path.isdir(directory):
-            os.rmdir(directory)
-    except Exception as error:
-        raise StorageError(f"cannot write rejects to {rejects_uri}: {error}") from error
+    def _put_part(self) -> RunReport:
+        data = b"".join(self._blocks)
+        key = f"{self._target.parts}part-{uuid.uuid4().hex}.jsonl"
+        self._store.put(key, data)
+        self._blocks, self._size = [], 0
+        return RunReport(rejects_parts=[[key, len(data)]])

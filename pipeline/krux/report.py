@@ -18,7 +18,7 @@ class RunReport:
     first_invalid: list | None = None  # [[table order, row], one-line description]
     shards: list = dataclasses.field(default_factory=list)  # [key, bytes] per shard
     lines: int = 0
-    rejects_parts: list = dataclasses.field(default_factory=list)  # paths of rejects parts
+    rejects_parts: list = dataclasses.field(default_factory=list)  # [key, bytes] per rejects part
 
     def merge(self, other: "RunReport") -> "RunReport":
         for table, count in other.rows.items():

@@ -18,7 +18,7 @@ from transforms.check import CheckRecords, FormatLines
 from transforms.group import GroupByUser
 from transforms.manifest import CombineReports, WriteManifest
 from transforms.read import ReadTables
-from transforms.rejects import WriteRejects
+from transforms.rejects import RejectsTarget, WriteRejects
 from transforms.shards import WriteShards
 
 SHARDS_DIR = "shards/"
@@ -34,11 +34,12 @@ class ExportPlan:
     staging: str  # key prefix of this run's staging, ending in "/"
     run_id: str
     tunables: Tunables = Tunables()
+    rejects: RejectsTarget | None = None  # where invalid rows go (--rejects), if anywhere
 
 
 def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam.Pipeline:
     rules = LineRules(settings.user_column, settings.segment_column, settings.segment_attribute)
-    keep_invalid = bool(settings.skip_invalid_records and settings.rejects)
+    keep_invalid = plan.rejects is not None
     tasks = [task for table in plan.tables for task in table.tasks]
 
     p = beam.Pipeline(options=options)
@@ -63,7 +64,7 @@ def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam
     )
     reports = [checked[CheckRecords.REPORTS], shard_reports]
     if keep_invalid:
-        reports.append(checked[CheckRecords.INVALID_ROWS] | "WriteRejects" >> WriteRejects(settings.rejects, plan.run_id))
+        reports.append(checked[CheckRecords.INVALID_ROWS] | "WriteRejects" >> WriteRejects(plan.rejects))
     (
         tuple(reports)
         | "CombineReports" >> CombineReports()

@@ -2,6 +2,8 @@
 
 Nothing is published until the pipeline has finished and its report says the lines are good;
 staging is removed whatever happens: after publishing, or on any failure, SIGTERM or Ctrl-C.
+The rejects file (`--rejects`) is written just before the day's object is published and
+removed if the run fails after all, so the exit code tells the truth about both.
 """
 
 import contextlib
@@ -27,13 +29,14 @@ from pipeline.errors import (
 from pipeline.krux import layout
 from pipeline.krux.report import RunReport
 from pipeline.launcher import publish
+from pipeline.launcher import rejects as rejects_file
 from pipeline.launcher.beam_options import beam_options, configure_filesystems
 from pipeline.launcher.graph import MANIFEST_NAME, ExportPlan, build_pipeline
 from pipeline.launcher.local_workers import filtered_stderr, stop_children
 from pipeline.launcher.tunables import Tunables
 from pipeline.storage import inputs
 from pipeline.storage.stores import ObjectInfo, StoreSpec
-from transforms.rejects import join_rejects
+from transforms.rejects import RejectsTarget
 
 __all__ = ["RunResult", "resolve_target", "run_export"]
 
@@ -73,13 +76,16 @@ def run_export(
     )
     if swept:
         log.info("removed %d leftovers of earlier runs of %s", len(swept), settings.export_name)
+    rejects = _prepare_rejects(settings, run_id, tunables)
     published = _Published()
     try:
-        plan = ExportPlan(table_list, spec, staging, run_id, tunables)
+        plan = ExportPlan(table_list, spec, staging, run_id, tunables, rejects=rejects)
         size, replaced, report = _export_and_publish(settings, plan, options, store, final_key, day_dir, published)
     except BaseException as error:
         swept_by_another_run = isinstance(error, StorageError) and _is_empty(store, staging)
         _remove_staging_best_effort(store, staging)
+        if rejects:
+            _remove_rejects_best_effort(rejects, tunables, file=published.rejects and not published.uri)
         if swept_by_another_run:
             raise StorageError(
                 f"run {run_id}: its staged shards were removed while it ran; another run of export "
@@ -90,6 +96,8 @@ def run_export(
             raise Interrupted(signal_name, published.uri) from error
         raise
     _remove_staging_best_effort(store, staging)
+    if rejects:
+        _remove_rejects_best_effort(rejects, tunables, file=False)
     return RunResult({
         "status": "succeeded",
         "run_id": run_id,
@@ -111,11 +119,17 @@ class _Published:
     """The day's new object, once it is complete: what an interrupted run must still report."""
 
     uri: str | None = None
+    rejects: bool = False  # the rejects file is written (a failure from then on removes it)
 
 
 def _export_and_publish(settings, plan, options, store, final_key, day_dir, published: _Published):
     report = _run_pipeline(plan, settings, options)
     _check_report(settings, report)
+    if plan.rejects:  # before the object: a failure here must leave nothing published
+        rejects_store = plan.rejects.store_spec.open(min_part_bytes=plan.tunables.min_part_bytes)
+        rejects_file.publish(plan.rejects, rejects_store, [ObjectInfo(key, size) for key, size in report.rejects_parts])
+        published.rejects = True
+        log.info("%d invalid rows written to %s", sum(report.invalid.values()), plan.rejects.uri)
     log.info("publishing %d lines from %d shards to %s", report.lines, len(report.shards), store.uri(final_key))
     publish_args = dict(day_dir=day_dir, export_name=settings.export_name, append=settings.append)
 
@@ -131,9 +145,33 @@ def _export_and_publish(settings, plan, options, store, final_key, day_dir, publ
         size, replaced = publish.publish_empty(
             store, final_key=final_key, compression=settings.compression, on_complete=on_complete, **publish_args
         )
-    if settings.rejects:
-        join_rejects(settings.rejects, plan.run_id, report.rejects_parts)
     return size, replaced, report
+
+
+def _prepare_rejects(settings: RunSettings, run_id: str, tunables: Tunables) -> RejectsTarget | None:
+    """The run's rejects target, with what earlier runs left beside it removed."""
+    if not settings.rejects:
+        return None
+    target = RejectsTarget.for_run(settings.rejects, run_id)
+    swept = rejects_file.prepare(target, target.store_spec.open(min_part_bytes=tunables.min_part_bytes))
+    if swept:
+        log.info("removed %d leftovers of earlier runs beside %s", len(swept), target.uri)
+    return target
+
+
+def _remove_rejects_best_effort(target: RejectsTarget, tunables: Tunables, *, file: bool) -> None:
+    """Removes the run's rejects parts and, with `file`, the rejects file it wrote.
+
+    As for staging, the run's own outcome is what the user must see: leftover parts are removed
+    by the next run; a rejects file that could not be removed is named in a warning.
+    """
+    try:
+        store = target.store_spec.open(min_part_bytes=tunables.min_part_bytes)
+        rejects_file.remove_parts(target, store)
+        if file:
+            rejects_file.remove(target, store)
+    except StorageError as error:
+        log.warning("rejects of this run left at %s: %s", target.uri, error)
 
 
 def _is_empty(store, prefix: str) -> bool:

@@ -34,6 +34,7 @@ from pipeline.launcher.graph import ExportPlan, build_pipeline
 from pipeline.launcher.run import resolve_target
 from pipeline.config.settings import RunSettings
 from pipeline.krux.lines import LineRules
+from transforms.rejects import RejectsTarget
 
 SETUP_FILE = Path(__file__).resolve().parents[2] / "setup.py"
 DATAFLOW_ARGS = [
@@ -110,8 +111,10 @@ def dataflow_pipeline(settings):
     """The export graph with Dataflow's options, built as `run_export` builds it (not run)."""
     spec, _ = resolve_target(settings)
     found = tables.find_tables(settings.sources, settings.database, settings.table_prefix)
+    run_id = "20261128T000000Z-abcd"
+    rejects = RejectsTarget.for_run(settings.rejects, run_id) if settings.rejects else None
     plan = ExportPlan(tables.load_tables(found, LineRules("user_id", "td_segment", "segment")), spec,
-                      "_staging/first_party_segment/20261128T000000Z-abcd/", "20261128T000000Z-abcd")
+                      f"_staging/first_party_segment/{run_id}/", run_id, rejects=rejects)
     options = PipelineOptions(DATAFLOW_ARGS)
     pipeline = build_pipeline(settings, plan, options)
     yield pipeline, options
