@@ -64,7 +64,8 @@ def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam
     )
     reports = [checked[CheckRecords.REPORTS], shard_reports]
     if keep_invalid:
-        reports.append(checked[CheckRecords.INVALID_ROWS] | "WriteRejects" >> WriteRejects(plan.rejects))
+        write_rejects = WriteRejects(plan.rejects, part_bytes=plan.tunables.rejects_part_bytes)
+        reports.append(checked[CheckRecords.INVALID_ROWS] | "WriteRejects" >> write_rejects)
     (
         tuple(reports)
         | "CombineReports" >> CombineReports()

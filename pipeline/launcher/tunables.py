@@ -7,6 +7,7 @@ import dataclasses
 
 from pipeline.storage.multipart import MIN_PART_BYTES
 from transforms.group import DEFAULT_PARTITIONS
+from transforms.rejects import PART_TARGET_BYTES
 from transforms.shards import SHARD_TARGET_BYTES
 
 __all__ = ["Tunables"]
@@ -20,3 +21,5 @@ class Tunables:
     """Smallest part of the day's multipart upload but the last (S3's minimum by default)."""
     group_partitions: int = DEFAULT_PARTITIONS
     """Partitions of users for `--group-by-user`."""
+    rejects_part_bytes: int = PART_TARGET_BYTES
+    """A part of the rejects file rolls over at this size."""
