@@ -1,21 +1,46 @@
 """`CheckRecords` and `FormatLines`: the Beam side of SPEC §3, a batch per call.
 
-The Arrow work lives in `transforms.krux_line`; these transforms only route its results:
-valid rows on the main output, invalid rows on `INVALID_ROWS`, counts on `REPORTS`.
+The Arrow work lives in `pipeline.krux.lines`; these transforms only route its results:
+valid rows on the main output, invalid rows on `INVALID_ROWS`, counts on `REPORTS`. Without
+`--skip-invalid-records` the first invalid row found stops the whole job (see `StopSignal`).
 """
 
+import logging
+import time
 from typing import NamedTuple
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.errors import InvalidRecordsError, StorageError
 from pipeline.krux.lines import LineRules, NormalizedBatch, build_lines, normalize
 from pipeline.krux.report import RunReport
+from pipeline.storage.stores import StoreSpec
 
-__all__ = ["CheckRecords", "FormatLines", "CheckedBatch", "InvalidRows"]
+__all__ = ["CheckRecords", "FormatLines", "CheckedBatch", "InvalidRows", "StopSignal"]
+
+log = logging.getLogger(__name__)
 
 PREVIEW_CHARS = 2
+
+STOP_CHECK_S = 1.0
+"""How often each worker looks for another worker's `StopSignal`: one listing of one key."""
+
+STOPPED = "stopped: another worker found an invalid row"
+
+
+class StopSignal(NamedTuple):
+    """Where the worker that finds the first invalid row leaves its one-line reason.
+
+    Without `--skip-invalid-records` that row fails the run. Raising fails only the worker's own
+    bundle, and a runner may let other bundles run to their end first (the local runner waits
+    for them): so the reason is written here too, every other worker looks for it every
+    `STOP_CHECK_S` and raises as well, and the launcher reports the reason found here.
+    """
+
+    store_spec: StoreSpec  # the export's root, where staging is
+    key: str  # alone in its folder, so that looking for it lists nothing else
 
 
 class CheckedBatch(NamedTuple):
@@ -37,15 +62,16 @@ class CheckRecords(beam.PTransform):
     """Splits `TableBatch`es into valid rows and invalid rows, counting both.
 
     Outputs: main (`CheckedBatch`), `INVALID_ROWS` (`InvalidRows`, only when `keep_invalid`),
-    `REPORTS` (`RunReport`: rows read per table, invalid rows per reason, the first invalid row).
+    `REPORTS` (`RunReport`: rows read per table, invalid rows per reason).
+    With `stop`, the first invalid row raises `InvalidRecordsError` instead (fail fast).
     """
 
     INVALID_ROWS = "invalid_rows"
     REPORTS = "reports"
 
-    def __init__(self, rules: LineRules, table_order: list[str], *, keep_invalid: bool):
+    def __init__(self, rules: LineRules, *, keep_invalid: bool, stop: StopSignal | None = None):
         super().__init__()
-        self._fn = _CheckRecordsFn(rules, table_order, keep_invalid)
+        self._fn = _CheckRecordsFn(rules, keep_invalid, stop)
 
     def expand(self, batches):
         return batches | "CheckBatch" >> beam.ParDo(self._fn).with_outputs(
@@ -54,10 +80,14 @@ class CheckRecords(beam.PTransform):
 
 
 class _CheckRecordsFn(beam.DoFn):
-    def __init__(self, rules: LineRules, table_order: list[str], keep_invalid: bool):
+    def __init__(self, rules: LineRules, keep_invalid: bool, stop: StopSignal | None):
         self._rules = rules
-        self._table_order = {name: index for index, name in enumerate(table_order)}
         self._keep_invalid = keep_invalid
+        self._stop = stop
+
+    def setup(self):
+        self._stop_store = self._stop.store_spec.open() if self._stop else None
+        self._next_stop_check = 0.0
 
     def process(self, element):
         table, first_row, batch = element
@@ -65,9 +95,12 @@ class _CheckRecordsFn(beam.DoFn):
         report = RunReport(rows={table: batch.num_rows})
         invalid = pc.is_valid(rows.reasons)
         invalid_count = pc.sum(invalid).as_py() or 0
+        if self._stop:
+            if invalid_count:
+                self._fail(self._describe_first(table, first_row, batch, rows, invalid))
+            self._check_stop()
         if invalid_count:
             report.invalid = rows.invalid_counts()
-            report.first_invalid = self._describe_first(table, first_row, batch, rows, invalid)
             if self._keep_invalid:
                 yield beam.pvalue.TaggedOutput(
                     CheckRecords.INVALID_ROWS, InvalidRows(table, batch.filter(invalid), rows.reasons.filter(invalid))
@@ -77,7 +110,30 @@ class _CheckRecordsFn(beam.DoFn):
         if len(rows.user):
             yield CheckedBatch(table, rows)
 
-    def _describe_first(self, table, first_row, batch, rows, invalid):
+    def _fail(self, detail: str):
+        reason = f"{detail}; --skip-invalid-records drops and counts invalid rows"
+        try:
+            self._stop_store.put(self._stop.key, reason.encode())
+        except StorageError as error:  # the other workers then run on; this bundle still fails
+            log.warning("could not tell the other workers to stop: %s", error)
+        raise InvalidRecordsError(reason)
+
+    def _check_stop(self):
+        """Raises if another worker found an invalid row (looks at most every `STOP_CHECK_S`)."""
+        now = time.monotonic()
+        if now < self._next_stop_check:
+            return
+        self._next_stop_check = now + STOP_CHECK_S
+        try:
+            found = bool(self._stop_store.list(self._stop.key))
+        except StorageError as error:  # only a hint: a failed look must not fail the run
+            log.debug("looking for a stop signal: %s", error)
+            return
+        if found:
+            raise InvalidRecordsError(STOPPED)
+
+    def _describe_first(self, table, first_row, batch, rows, invalid) -> str:
+        """The batch's first invalid row: table, row number, reason, column, a redacted preview."""
         index = pc.index(invalid, True).as_py()
         reason = rows.reasons[index].as_py()
         column = rows.reason_columns[index].as_py()
@@ -85,7 +141,7 @@ class _CheckRecordsFn(beam.DoFn):
         detail = f"{where}: {reason}"
         if column is not None:
             detail += f" in column {column} ({redacted_preview(batch.column(column)[index].as_py())})"
-        return [[self._table_order.get(table, 0), first_row + index if first_row else index], detail]
+        return detail
 
 
 def redacted_preview(value) -> str:

@@ -15,7 +15,6 @@ __all__ = ["RunReport"]
 class RunReport:
     rows: dict = dataclasses.field(default_factory=dict)  # table -> rows read
     invalid: dict = dataclasses.field(default_factory=dict)  # reason -> rows
-    first_invalid: list | None = None  # [[table order, row], one-line description]
     shards: list = dataclasses.field(default_factory=list)  # [key, bytes] per shard
     lines: int = 0
     rejects_parts: list = dataclasses.field(default_factory=list)  # [key, bytes] per rejects part
@@ -25,8 +24,6 @@ class RunReport:
             self.rows[table] = self.rows.get(table, 0) + count
         for reason, count in other.invalid.items():
             self.invalid[reason] = self.invalid.get(reason, 0) + count
-        if other.first_invalid and (not self.first_invalid or other.first_invalid[0] < self.first_invalid[0]):
-            self.first_invalid = other.first_invalid
         self.shards.extend(other.shards)
         self.lines += other.lines
         self.rejects_parts.extend(other.rejects_parts)

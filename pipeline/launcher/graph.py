@@ -14,7 +14,7 @@ from pipeline.krux.lines import LineRules
 from pipeline.launcher.tunables import Tunables
 from pipeline.storage.inputs import Table
 from pipeline.storage.stores import StoreSpec
-from transforms.check import CheckRecords, FormatLines
+from transforms.check import CheckRecords, FormatLines, StopSignal
 from transforms.group import GroupByUser
 from transforms.manifest import CombineReports, WriteManifest
 from transforms.read import ReadTables
@@ -23,6 +23,7 @@ from transforms.shards import WriteShards
 
 SHARDS_DIR = "shards/"
 MANIFEST_NAME = "manifest.json"
+INVALID_ROW_NAME = "stop/invalid_row.txt"  # the first invalid row's reason, when it stops the run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,9 +45,8 @@ def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam
 
     p = beam.Pipeline(options=options)
     batches = p | "ReadTables" >> ReadTables(tasks)
-    checked = batches | "CheckRecords" >> CheckRecords(
-        rules, [t.name for t in plan.tables], keep_invalid=keep_invalid
-    )
+    stop = None if settings.skip_invalid_records else StopSignal(plan.store_spec, plan.staging + INVALID_ROW_NAME)
+    checked = batches | "CheckRecords" >> CheckRecords(rules, keep_invalid=keep_invalid, stop=stop)
     if settings.group_by_user:
         to_lines = GroupByUser(rules.segment_attribute, partitions=plan.tunables.group_partitions)
     else:

@@ -2,7 +2,9 @@
 
 Its workers inherit stderr and log at INFO (start-up notices, "harness exiting", missing
 optional GCP libraries) whatever the pipeline options say: `filtered_stderr` drops those lines
-while the pipeline runs and passes on the rest. And when a run is interrupted, its workers
+while the pipeline runs and passes on the rest. It also drops a worker's error log whose
+traceback ends in one of our own errors (an invalid row, a bad file): the launcher reports
+those in one line, and a traceback would bury it. And when a run is interrupted, its workers
 must stop before staging is cleaned, or a bundle in flight could write a shard after the
 cleanup: `stop_children` kills them.
 """
@@ -17,6 +19,9 @@ import threading
 NOISE = re.compile(
     rb"^(DEBUG|INFO|WARNING):(apache_beam|root|__main__|botocore)[.:]|Worker: severity: (INFO|WARN|DEBUG)"
 )
+WORKER_ERROR = re.compile(rb"^ERROR:apache_beam[.:]")
+RECORD = re.compile(rb"^(DEBUG|INFO|WARNING|ERROR|CRITICAL):|^krux-export:")
+OUR_ERROR = re.compile(rb"\bpipeline\.errors\.\w+: ")
 
 
 @contextlib.contextmanager
@@ -38,10 +43,22 @@ def filtered_stderr():
 
 
 def _forward(read_end: int, target: int) -> None:
+    error_log = []  # a worker's error record and the traceback lines after it, until the next record
+
+    def end_error_log():
+        if error_log and not any(OUR_ERROR.search(line) for line in error_log):
+            os.write(target, b"".join(error_log))
+        error_log.clear()
+
     with os.fdopen(read_end, "rb") as lines:
         for line in lines:
-            if not NOISE.search(line):
+            if error_log and RECORD.match(line):
+                end_error_log()
+            if error_log or WORKER_ERROR.match(line):
+                error_log.append(line)
+            elif not NOISE.search(line):
                 os.write(target, line)
+        end_error_log()
 
 
 def stop_children() -> list[int]:

@@ -31,7 +31,7 @@ from pipeline.krux.report import RunReport
 from pipeline.launcher import publish
 from pipeline.launcher import rejects as rejects_file
 from pipeline.launcher.beam_options import beam_options, configure_filesystems
-from pipeline.launcher.graph import MANIFEST_NAME, ExportPlan, build_pipeline
+from pipeline.launcher.graph import INVALID_ROW_NAME, MANIFEST_NAME, ExportPlan, build_pipeline
 from pipeline.launcher.local_workers import filtered_stderr, stop_children
 from pipeline.launcher.tunables import Tunables
 from pipeline.storage import inputs
@@ -218,7 +218,9 @@ def _run_pipeline(plan: ExportPlan, settings: RunSettings, options: PipelineOpti
             result = pipeline.run()  # local runners return when done, remote ones once submitted
             result.wait_until_finish()
         except Exception as error:  # Beam wraps worker errors; recover ours by name
-            raise _pipeline_failure(error) from error
+            if local_workers:  # a bundle still in flight must not write after the cleanup
+                stop_children()
+            raise (_invalid_row_found(plan) or _pipeline_failure(error)) from error
         except BaseException:  # SIGTERM, Ctrl-C: no worker may write a shard after the cleanup
             if local_workers:
                 stop_children()
@@ -227,6 +229,17 @@ def _run_pipeline(plan: ExportPlan, settings: RunSettings, options: PipelineOpti
             raise
     store = plan.store_spec.open()
     return RunReport.from_json(store.get(plan.staging + MANIFEST_NAME))
+
+
+def _invalid_row_found(plan: ExportPlan) -> InvalidRecordsError | None:
+    """The reason left by the worker whose invalid row stopped the run (fail fast), if any."""
+    store = plan.store_spec.open()
+    try:
+        if not store.list(plan.staging + INVALID_ROW_NAME):
+            return None
+        return InvalidRecordsError(store.get(plan.staging + INVALID_ROW_NAME).decode("utf-8", "replace"))
+    except StorageError:  # the workers' own error still says what happened
+        return None
 
 
 def _cancel(result) -> None:
@@ -252,11 +265,6 @@ def _pipeline_failure(error: Exception) -> ExportError:
 
 
 def _check_report(settings: RunSettings, report: RunReport) -> None:
-    invalid = sum(report.invalid.values())
-    if invalid and not settings.skip_invalid_records:
-        raise InvalidRecordsError(
-            f"{report.first_invalid[1]} ({invalid} invalid rows in all; "
-            "--skip-invalid-records drops and counts them)"
-        )
+    # Invalid rows without --skip-invalid-records have already failed the pipeline (fail fast).
     if not report.lines and not settings.allow_empty:
         raise EmptyResultError("no valid lines to export (--allow-empty publishes an empty file)")

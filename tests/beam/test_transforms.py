@@ -15,7 +15,7 @@ from pipeline.krux.lines import LineRules
 from pipeline.krux.report import RunReport
 from pipeline.storage.inputs import ReadTask, TableBatch
 from pipeline.storage.stores import StoreSpec
-from transforms.check import CheckRecords, FormatLines
+from transforms.check import STOPPED, CheckRecords, FormatLines, StopSignal
 from transforms.group import GroupByUser
 from transforms.manifest import CombineReports
 from transforms.read import ReadTables
@@ -61,7 +61,7 @@ def test_check_records_routes_valid_rows_invalid_rows_and_counts():
         batch("segment_b", 1, user_id=["uid2"], td_segment=["seg3"]),
     ]
     with make_pipeline() as p:
-        checked = p | beam.Create(batches) | CheckRecords(RULES, ["segment_a", "segment_b"], keep_invalid=True)
+        checked = p | beam.Create(batches) | CheckRecords(RULES, keep_invalid=True)
         lines = checked.valid | FormatLines("segment") | beam.combiners.ToList() | beam.Map(lines_of)
         assert_that(lines, equal_to([["uid1^segment:seg1,seg2;firstname:Britty", "uid2^segment:seg3"]]), label="lines")
         invalid = checked[CheckRecords.INVALID_ROWS] | beam.FlatMap(
@@ -71,11 +71,33 @@ def test_check_records_routes_valid_rows_invalid_rows_and_counts():
                     label="invalid")
         report = (checked[CheckRecords.REPORTS],) | CombineReports()
         assert_that(
-            report | beam.Map(lambda r: (r.rows, r.invalid, r.first_invalid)),
-            equal_to([({"segment_a": 3, "segment_b": 1}, {"missing_user_id": 1, "reserved_character": 1},
-                       [[0, 2], "table segment_a row 2: missing_user_id in column user_id (value '')"])]),
+            report | beam.Map(lambda r: (r.rows, r.invalid)),
+            equal_to([({"segment_a": 3, "segment_b": 1}, {"missing_user_id": 1, "reserved_character": 1})]),
             label="report",
         )
+
+
+def test_without_skip_the_first_invalid_row_fails_the_run_and_tells_the_other_workers(tmp_path):
+    stop = StopSignal(StoreSpec(kind="local", local_root=str(tmp_path)), "staging/stop/invalid_row.txt")
+    batches = [batch("segment_a", 101, user_id=["uid1", "uid2", "uid3"], td_segment=["s", "a;b", "c^d"])]
+    reason = ("table segment_a row 102: reserved_character in column td_segment (value 'a;'… (3 characters)); "
+              "--skip-invalid-records drops and counts invalid rows")
+    with pytest.raises(Exception, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        with make_pipeline() as p:
+            p | beam.Create(batches) | CheckRecords(RULES, keep_invalid=False, stop=stop)
+    assert (tmp_path / "staging" / "stop" / "invalid_row.txt").read_text() == reason
+
+
+def test_a_worker_stops_at_its_next_batch_once_another_found_an_invalid_row(tmp_path):
+    stop = StopSignal(StoreSpec(kind="local", local_root=str(tmp_path)), "invalid_row.txt")
+    valid = [batch("segment_b", 1, user_id=["uid1"], td_segment=["s"])]
+    with make_pipeline() as p:  # no signal: valid rows pass
+        checked = p | beam.Create(valid) | CheckRecords(RULES, keep_invalid=False, stop=stop)
+        assert_that(checked.valid | beam.Map(lambda c: c.table), equal_to(["segment_b"]))
+    (tmp_path / "invalid_row.txt").write_text("table segment_a row 7: missing_user_id ...")
+    with pytest.raises(Exception, match=STOPPED):
+        with make_pipeline() as p:
+            p | beam.Create(valid) | CheckRecords(RULES, keep_invalid=False, stop=stop)
 
 
 def test_group_by_user_unites_a_users_rows_across_tables_sorted():
@@ -84,7 +106,7 @@ def test_group_by_user_unites_a_users_rows_across_tables_sorted():
         batch("segment_b", 1, user_id=["u1", "u1"], td_segment=["c,a", "B"], city=["Berlin", "Paris"], age=[None, 40]),
     ]
     with make_pipeline() as p:
-        checked = p | beam.Create(batches) | CheckRecords(RULES, ["segment_a", "segment_b"], keep_invalid=False)
+        checked = p | beam.Create(batches) | CheckRecords(RULES, keep_invalid=False)
         lines = checked.valid | GroupByUser("segment", partitions=4) | beam.combiners.ToList() | beam.Map(lines_of)
         # Values by code point ('B' < 'a'), attributes by name after segment, repeats dropped.
         assert_that(lines, equal_to([["u1^segment:B,a,b,c;age:40;city:Berlin,Paris", "u2^segment:x"]]))
@@ -104,12 +126,12 @@ def test_write_shards_rolls_over_and_the_shards_concatenate_to_all_lines(tmp_pat
     assert sorted(text.decode().splitlines()) == sorted(f"user{i}^segment:s{i}" for i in range(500))
 
 
-def test_run_report_survives_json_and_keeps_the_earliest_invalid_row():
-    first = RunReport(rows={"a": 2}, invalid={"no_attributes": 1}, first_invalid=[[1, 5], "later table"])
-    second = RunReport(rows={"a": 1, "b": 4}, invalid={"no_attributes": 2}, first_invalid=[[0, 9], "earlier table"],
-                       shards=[["k", 10]], lines=3)
+def test_run_report_survives_json_and_adds_up():
+    first = RunReport(rows={"a": 2}, invalid={"no_attributes": 1}, rejects_parts=[["p1", 5]])
+    second = RunReport(rows={"a": 1, "b": 4}, invalid={"no_attributes": 2}, shards=[["k", 10]], lines=3,
+                       rejects_parts=[["p2", 7]])
     merged = RunReport.from_json(first.merge(second).to_json())
     assert merged.rows == {"a": 3, "b": 4} and merged.invalid == {"no_attributes": 3}
-    assert merged.first_invalid == [[0, 9], "earlier table"]
     assert merged.shards == [["k", 10]] and merged.lines == 3
+    assert merged.rejects_parts == [["p1", 5], ["p2", 7]]
     assert json.loads(merged.to_json())["lines"] == 3

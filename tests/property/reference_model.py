@@ -62,7 +62,7 @@ class Expected:
 
     lines: Counter  # ungrouped: every valid row's line (a multiset); grouped: one per user
     invalid: Counter  # reason -> rows
-    first_invalid: tuple | None  # (table, row number from 1, reason) of the first invalid row
+    invalid_rows: list  # (table, row number from 1, reason) of every invalid row, in table order
     rows_read: dict  # table -> rows
 
 
@@ -174,19 +174,20 @@ def line_of(user: str, attributes) -> str:
 
 
 def expected_run(tables, rules: Rules = Rules(), *, group_by_user: bool = False) -> Expected:
-    """The lines, invalid counts and first invalid row of a run over `tables`, in table order.
+    """The lines, invalid counts and invalid rows of a run over `tables`, in table order.
 
     Lines are those of the valid rows (`--skip-invalid-records`); without that flag a run with
-    `first_invalid` fails instead.
+    `invalid_rows` fails instead, naming the first of them that it finds (any of them: workers
+    read the tables in parallel and in no fixed order).
     """
-    lines, invalid, first_invalid = Counter(), Counter(), None
+    lines, invalid, invalid_rows = Counter(), Counter(), []
     users: dict[str, dict[str, set]] = {}
     for table in tables:
         for number, row in enumerate(table.rows, start=1):
             result = judge_row(row, table.columns, rules)
             if result.reason:
                 invalid[result.reason] += 1
-                first_invalid = first_invalid or (table.name, number, result.reason)
+                invalid_rows.append((table.name, number, result.reason))
             elif group_by_user:
                 user = users.setdefault(result.user, {})
                 for name, values in result.attributes:
@@ -197,4 +198,4 @@ def expected_run(tables, rules: Rules = Rules(), *, group_by_user: bool = False)
         names = sorted(attributes, key=lambda name: (name != rules.segment_attribute, name))
         lines[line_of(user, [(name, sorted(attributes[name])) for name in names])] += 1
     rows_read = {table.name: len(table.rows) for table in tables}
-    return Expected(lines, invalid, first_invalid, rows_read)
+    return Expected(lines, invalid, invalid_rows, rows_read)
