@@ -24,10 +24,9 @@ MAX_BLOCK_INPUT_BYTES = 128 * 1024**2
 character becomes ``\\u00XX``), so a block stays well under the 2 GiB a ``string`` array holds."""
 
 _NULL_TEXT = pa.scalar(None, pa.string())
-_ESCAPED_CODES = (*range(0x20), 0x2028, 0x2029)
-"""Control characters, which JSON requires escaped, and the two line separators that JSON lets
-through but line-splitting readers (JavaScript, Python's ``str.splitlines``) break lines at."""
-_ESCAPED_PATTERN = r"[\x00-\x1f\x{2028}\x{2029}]"
+_LINE_SEPARATORS = ("\u2028", "\u2029")
+"""Escaped too: JSON lets them through, but line-splitting readers (JavaScript, Python's
+``str.splitlines``) break lines at them. Their UTF-8 encodings start with byte 0xE2."""
 
 
 def reject_lines(
@@ -47,15 +46,27 @@ def reject_lines(
 
 
 def _block(table: str, batch: pa.RecordBatch, reasons: pa.Array) -> pa.Array:
-    pieces = [
-        '{"table":' + _json_name(table) + ',"reason":',
-        _json_strings(_as_string(reasons)),
-        ',"row":{',
-    ]
+    """One element-wise join of literal text and a JSON text array per column."""
+    pieces = []
+
+    def literal(text: str):
+        if pieces and isinstance(pieces[-1], str):
+            pieces[-1] += text
+        else:
+            pieces.append(text)
+
+    literal('{"table":' + _json_name(table) + ',"reason":"')
+    pieces.append(_escaped(_as_string(reasons)))
+    literal('","row":{')
     for index, (name, column) in enumerate(zip(batch.schema.names, batch.columns)):
-        pieces.append(("," if index else "") + _json_name(name) + ":")
-        pieces.append(pc.fill_null(_json_values(column), "null"))
-    pieces.append("}}\n")
+        literal(("," if index else "") + _json_name(name) + ":")
+        if is_string_type(column.type) and not column.null_count:  # quotes join the literals around
+            literal('"')
+            pieces.append(_escaped(_as_string(column)))
+            literal('"')
+        else:
+            pieces.append(pc.fill_null(_json_values(column), "null"))
+    literal("}}\n")
     return pc.binary_join_element_wise(*pieces, "")
 
 
@@ -82,16 +93,31 @@ def _json_values(values: pa.Array) -> pa.Array:
 
 
 def _json_strings(strings: pa.Array) -> pa.Array:
-    """Strings as quoted JSON strings: backslash and quote escaped, control characters and line
-    separators as ``\\uXXXX``; everything else stays UTF-8."""
-    text = pc.replace_substring(strings, "\\", "\\\\")
-    text = pc.replace_substring(text, '"', '\\"')
-    if pc.any(pc.match_substring_regex(text, _ESCAPED_PATTERN)).as_py():
-        for code in _ESCAPED_CODES:  # rare: one pass per such character the batch holds
-            character = chr(code)
-            if pc.any(pc.match_substring(text, character)).as_py():
-                text = pc.replace_substring(text, character, f"\\u{code:04x}")
-    return _quoted(text)
+    return _quoted(_escaped(strings))
+
+
+def _escaped(strings: pa.Array) -> pa.Array:
+    """Strings escaped for JSON, without their quotes: backslash, quote, control characters and
+    line separators; everything else stays UTF-8.
+
+    The bytes that need it are ASCII or start a line separator, so one numpy scan of the data
+    buffer finds which are there, and only those are replaced (most batches hold none).
+    """
+    offsets, data = strings.buffers()[1:3]
+    if data is None or not len(strings):
+        return strings
+    ends = np.frombuffer(offsets, dtype=np.int32)[[strings.offset, strings.offset + len(strings)]]
+    raw = np.frombuffer(data, dtype=np.uint8)[ends[0] : ends[1]]  # this slice's bytes only
+    found = np.unique(raw[(raw < 0x20) | (raw == 0x22) | (raw == 0x5C) | (raw == 0xE2)])
+    replacements = [("\\", "\\\\")] if 0x5C in found else []  # the escape character first
+    replacements += [(chr(code), f"\\u{code:04x}") for code in found if code < 0x20]
+    if 0x22 in found:
+        replacements.append(('"', '\\"'))
+    if 0xE2 in found:
+        replacements += [(separator, f"\\u{ord(separator):04x}") for separator in _LINE_SEPARATORS]
+    for old, new in replacements:
+        strings = pc.replace_substring(strings, old, new)
+    return strings
 
 
 def _json_arrays(lists: pa.Array) -> pa.Array:

@@ -81,12 +81,14 @@ def test_lists_are_arrays_with_their_nulls_and_a_null_list_is_null():
 
 def test_dictionary_encoded_columns_and_sliced_batches():
     batch = pa.record_batch({"td_segment": pa.array(["x", "y;", "x", "z"]).dictionary_encode(),
-                             "tags": pa.array([["a"], ["b"], None, ["c", "d"]])})
+                             "tags": pa.array([["a"], ["b"], None, ["c", "d"]]),
+                             "note": ["plain", "plain", 'say "hi"\n', "plain"]})
     lines = reject_lines("t", batch.slice(1, 3), pa.array(["r1", "r2", "r3"]).dictionary_encode())
     rows = [json.loads(line) for block in lines for line in block.to_pylist()]
     assert [(r["reason"], r["row"]) for r in rows] == [
-        ("r1", {"td_segment": "y;", "tags": ["b"]}), ("r2", {"td_segment": "x", "tags": None}),
-        ("r3", {"td_segment": "z", "tags": ["c", "d"]}),
+        ("r1", {"td_segment": "y;", "tags": ["b"], "note": "plain"}),
+        ("r2", {"td_segment": "x", "tags": None, "note": 'say "hi"\n'}),
+        ("r3", {"td_segment": "z", "tags": ["c", "d"], "note": "plain"}),
     ]
 
 
