@@ -1,6 +1,6 @@
 """Seeded segment tables for benchmarks: N rows over K Parquet tables, like real activations.
 
-    python benchmarks/generate.py DIR --rows 1000000 --tables 8 [--seed 7]
+    python benchmarks/generate.py DIR --rows 1000000 --tables 8 [--seed 7] [--invalid-fraction 0.1]
 
 Writes ``DIR/segment_00.parquet`` ... with columns, in this order:
 
@@ -18,6 +18,12 @@ Writes ``DIR/segment_00.parquet`` ... with columns, in this order:
 Every row is valid under SPEC §3 (non-empty user, at least one segment, no reserved
 characters, no value of 255 characters or more), so an export without
 ``--skip-invalid-records`` succeeds and writes one line per row. Same arguments, same bytes.
+
+``--invalid-fraction F`` then makes about F of the rows invalid, a third for each of
+``missing_user_id`` (empty user id), ``reserved_character`` (a ``;`` in a segment) and
+``value_too_long`` (a 300-character email), for benchmarks of ``--skip-invalid-records``
+and ``--rejects``. The choice draws on its own random stream: the other rows are the bytes
+the same arguments give without it.
 """
 
 import argparse
@@ -66,9 +72,29 @@ def make_table(rows: int, users: int, rng: np.random.Generator) -> pa.Table:
     )
 
 
-def generate(directory: str | Path, rows: int, tables: int = 8, seed: int = 7) -> list[Path]:
+def make_invalid(table: pa.Table, fraction: float, rng: np.random.Generator) -> pa.Table:
+    """About `fraction` of the rows made invalid, one reason in three each (see the module doc)."""
+    picked = rng.random(table.num_rows) < fraction
+    kind = rng.integers(0, 3, table.num_rows)
+    columns = {
+        "user_id": (0, ""),
+        "td_segment": (1, "segment_000;x"),
+        "email": (2, "x" * 300),
+    }
+    for name, (which, bad_value) in columns.items():
+        mask = picked & (kind == which)
+        bad_values = pa.array(np.full(mask.sum(), bad_value, dtype=object), pa.string())
+        column = pc.replace_with_mask(table.column(name).combine_chunks(), pa.array(mask), bad_values)
+        table = table.set_column(table.schema.get_field_index(name), name, column)
+    return table
+
+
+def generate(
+    directory: str | Path, rows: int, tables: int = 8, seed: int = 7, invalid_fraction: float = 0.0
+) -> list[Path]:
     """Write the tables; returns their paths."""
     rng = np.random.default_rng(seed)
+    invalid_rng = np.random.default_rng([seed, 1])
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     users = max(1, rows // 3)  # each user in about three rows, across tables
@@ -77,7 +103,10 @@ def generate(directory: str | Path, rows: int, tables: int = 8, seed: int = 7) -
     for t in range(tables):
         n = per_table + (rows - per_table * tables if t == tables - 1 else 0)
         path = root / f"segment_{t:02d}.parquet"
-        pq.write_table(make_table(n, users, rng), path, row_group_size=ROW_GROUP_ROWS)
+        table = make_table(n, users, rng)
+        if invalid_fraction:
+            table = make_invalid(table, invalid_fraction, invalid_rng)
+        pq.write_table(table, path, row_group_size=ROW_GROUP_ROWS)
         paths.append(path)
     return paths
 
@@ -88,8 +117,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--tables", type=int, default=8)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--invalid-fraction", type=float, default=0.0, help="share of rows made invalid")
     args = parser.parse_args()
-    generate(args.directory, args.rows, args.tables, args.seed)
+    generate(args.directory, args.rows, args.tables, args.seed, args.invalid_fraction)
 
 
 if __name__ == "__main__":
