@@ -70,13 +70,13 @@ def run_export(
     final_key = day_dir + layout.final_name(
         settings.export_name, settings.compression, run_id if settings.append else None
     )
+    rejects = _prepare_rejects(settings, run_id, tunables)
     store = spec.open(min_part_bytes=tunables.min_part_bytes)
     swept = publish.sweep_leftovers(
         store, export_name=settings.export_name, day_dir=day_dir, current_staging=staging
     )
     if swept:
         log.info("removed %d leftovers of earlier runs of %s", len(swept), settings.export_name)
-    rejects = _prepare_rejects(settings, run_id, tunables)
     published = _Published()
     try:
         plan = ExportPlan(table_list, spec, staging, run_id, tunables, rejects=rejects)
