@@ -49,14 +49,12 @@ class RejectsTarget:
         if uri.endswith("/") or (not uri.startswith("s3://") and os.path.isdir(uri)):
             raise UsageError(f"--rejects {uri}: name a file (e.g. {uri.rstrip('/')}/rejects.jsonl), not a folder")
         if uri.startswith("s3://"):
+            if "/" not in uri[len("s3://") :]:
+                raise UsageError(f"--rejects {uri}: expected s3://bucket/key, a file in the bucket")
             folder, _, name = uri.rpartition("/")
-            spec = StoreSpec.from_uri(folder + "/") if folder != "s3:/" else None
-        else:
-            folder, name = os.path.split(os.path.abspath(uri))
-            spec = StoreSpec.from_uri(folder)
-        if spec is None or not name:
-            raise UsageError(f"--rejects {uri}: expected s3://bucket/key or a local file path")
-        return cls(spec, name, run_id)
+            return cls(StoreSpec.from_uri(folder + "/"), name, run_id)
+        folder, name = os.path.split(os.path.abspath(uri))
+        return cls(StoreSpec.from_uri(folder), name, run_id)
 
     @property
     def uri(self) -> str:

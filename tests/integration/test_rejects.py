@@ -147,7 +147,10 @@ def test_leftovers_of_a_killed_run_beside_the_rejects_file_are_removed_by_the_ne
     assert records(rejects.read_bytes()) == EXPECTED
 
 
-@pytest.mark.parametrize("target", ["s3://bucket/rejects/", "{tmp}"])
-def test_rejects_must_name_a_file_not_a_folder(run, table, tmp_path, target):
+@pytest.mark.parametrize("target, expected", [
+    ("s3://bucket/rejects/", "name a file"), ("{tmp}", "name a file"), ("s3://bucket", "s3://bucket/key"),
+])
+def test_rejects_must_name_a_file_not_a_folder(run, s3, bucket, table, tmp_path, target, expected):
     code, summary, _ = run("--source", table, "--rejects", target.format(tmp=tmp_path))
-    assert code == 2 and "name a file" in summary["error"]
+    assert code == 2 and expected in summary["error"]
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0  # refused before anything was written
