@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.errors import ConfigError, UsageError
 from pipeline.config.settings import DEFAULT_BUCKET, check_client_name
+from pipeline.errors import ConfigError, UsageError
 
 __all__ = [
     "CONNECTIONS_FILE",
