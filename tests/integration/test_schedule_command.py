@@ -84,6 +84,38 @@ def test_next_3_for_the_spec_example_job(tmp_path, clock, capsys):
     ]
 
 
+@pytest.mark.parametrize("semantics_line, expected", [
+    ("", ["2026-11-30T00:00:00+00:00", "2026-12-05T00:00:00+00:00", "2026-12-10T00:00:00+00:00"]),
+    ("cron_semantics: vixie", ["2026-12-01T00:00:00+00:00", "2026-12-06T00:00:00+00:00", "2026-12-11T00:00:00+00:00"]),
+], ids=["treasure-data-by-default", "vixie"])
+def test_next_shows_the_seeds_day_steps_unless_the_job_asks_for_vixie(tmp_path, clock, capsys, semantics_line, expected):
+    path = write_job(tmp_path, f"""\
+        name: every_fifth
+        schedule: "0 0 */5 * *"
+        {semantics_line}
+        source: {{database: ./warehouse}}
+        result_connection: dmp
+        result_settings: {{export_type: first_party_segment}}
+        """)
+    assert schedule_cli(["schedule", str(path), "--next", "3"], clock) == 0
+    assert capsys.readouterr().out.splitlines() == expected
+
+
+def test_next_for_a_day_of_month_and_a_day_of_week_follows_the_weekday(tmp_path, clock, capsys):
+    """`0 0 1 * 1` runs every Monday; not on Tuesday 1 December."""
+    path = write_job(tmp_path, """\
+        name: mondays
+        schedule: "0 0 1 * 1"
+        source: {database: ./warehouse}
+        result_connection: dmp
+        result_settings: {export_type: first_party_segment}
+        """)
+    assert schedule_cli(["schedule", str(path), "--next", "3"], clock) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "2026-11-30T00:00:00+00:00", "2026-12-07T00:00:00+00:00", "2026-12-14T00:00:00+00:00",
+    ]
+
+
 def test_a_job_without_schedule_exits_2_saying_so(tmp_path, clock, capsys):
     path = write_job(tmp_path, """\
         name: once
