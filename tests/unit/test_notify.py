@@ -1,12 +1,10 @@
 """Notifications against a real HTTP server on 127.0.0.1 and a real command reading its stdin."""
 
-import http.server
 import json
 import logging
 import os
 import stat
 import sys
-import threading
 import time
 
 import pytest
@@ -15,35 +13,7 @@ from pipeline.config.notify import Notify
 from pipeline.outcomes.notify import send_notifications
 
 SUMMARY = {"status": "failed", "exit_code": 2, "error": "table segment_a: column KUID is missing"}
-TOKEN = "T0KEN-s3cret-abc123"
-
-
-class Hook(http.server.BaseHTTPRequestHandler):
-    """Records each POST; answers with the server's `status`, after its `delay_s`."""
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append((self.path, self.headers["Content-Type"], json.loads(body)))
-        time.sleep(self.server.delay_s)
-        self.send_response(self.server.status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def hook():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    server.daemon_threads = True
-    server.received, server.status, server.delay_s = [], 204, 0.0
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/{TOKEN}"
-    yield server
-    server.shutdown()
-    server.server_close()
+TOKEN = "T0KEN-s3cret-abc123"  # in the webhook fixture's URL
 
 
 @pytest.fixture
@@ -65,10 +35,10 @@ def stdin_to_file(tmp_path):
     return script
 
 
-def test_a_webhook_gets_the_summary_with_job_and_event_as_json(hook):
-    notify = Notify(webhook=hook.url)
+def test_a_webhook_gets_the_summary_with_job_and_event_as_json(webhook):
+    notify = Notify(webhook=webhook.url)
     assert send_notifications(notify, SUMMARY, job="daily_krux", event="failure") is True
-    assert hook.received == [(
+    assert webhook.received == [(
         f"/hooks/{TOKEN}", "application/json",
         {**SUMMARY, "job": "daily_krux", "event": "failure"},
     )]
@@ -83,39 +53,39 @@ def test_a_command_gets_the_same_json_on_stdin_and_its_output_stays_off_stdout(s
     assert capfd.readouterr().out == ""
 
 
-def test_both_are_sent_and_an_event_not_asked_for_is_not(hook, stdin_to_file, tmp_path):
+def test_both_are_sent_and_an_event_not_asked_for_is_not(webhook, stdin_to_file, tmp_path):
     out = tmp_path / "body.json"
-    notify = Notify(events=frozenset({"success", "disabled"}), webhook=hook.url,
+    notify = Notify(events=frozenset({"success", "disabled"}), webhook=webhook.url,
                     command=(str(stdin_to_file), "0", str(out)))
     assert send_notifications(notify, SUMMARY, job="j", event="failure") is True
-    assert hook.received == [] and not out.exists()
+    assert webhook.received == [] and not out.exists()
     assert send_notifications(notify, SUMMARY, job="j", event="disabled") is True
-    assert [body["event"] for _, _, body in hook.received] == ["disabled"]
+    assert [body["event"] for _, _, body in webhook.received] == ["disabled"]
     assert json.loads(out.read_text())["event"] == "disabled"
     assert send_notifications(None, SUMMARY, job="j", event="failure") is True
 
 
-def test_an_env_webhook_is_read_when_sending(hook, monkeypatch):
-    monkeypatch.setenv("KRUX_WEBHOOK_URL", hook.url)
+def test_an_env_webhook_is_read_when_sending(webhook, monkeypatch):
+    monkeypatch.setenv("KRUX_WEBHOOK_URL", webhook.url)
     assert send_notifications(Notify(webhook="env:KRUX_WEBHOOK_URL"), SUMMARY, job="j", event="failure")
-    assert len(hook.received) == 1
+    assert len(webhook.received) == 1
 
 
 def failure_lines(caplog):
     return [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
 
 
-def test_an_http_error_is_one_warning_without_the_url(hook, caplog):
-    hook.status = 500
-    assert send_notifications(Notify(webhook=hook.url), SUMMARY, job="j", event="failure") is False
+def test_an_http_error_is_one_warning_without_the_url(webhook, caplog):
+    webhook.status = 500
+    assert send_notifications(Notify(webhook=webhook.url), SUMMARY, job="j", event="failure") is False
     assert failure_lines(caplog) == ["job j: failure notification by webhook failed: the webhook answered HTTP 500"]
     assert TOKEN not in caplog.text and "127.0.0.1" not in caplog.text
 
 
-def test_a_webhook_that_does_not_answer_in_time_fails(hook, caplog):
-    hook.delay_s = 2.0
+def test_a_webhook_that_does_not_answer_in_time_fails(webhook, caplog):
+    webhook.delay_s = 2.0
     started = time.monotonic()
-    assert send_notifications(Notify(webhook=hook.url), SUMMARY, job="j", event="failure", timeout=0.5) is False
+    assert send_notifications(Notify(webhook=webhook.url), SUMMARY, job="j", event="failure", timeout=0.5) is False
     assert time.monotonic() - started < 1.9
     assert failure_lines(caplog) == [
         "job j: failure notification by webhook failed: the webhook did not answer within 0.5 s"
@@ -123,10 +93,10 @@ def test_a_webhook_that_does_not_answer_in_time_fails(hook, caplog):
     assert TOKEN not in caplog.text
 
 
-def test_a_webhook_nobody_listens_on_fails_without_the_url(hook, caplog):
-    url = hook.url
-    hook.shutdown()
-    hook.server_close()
+def test_a_webhook_nobody_listens_on_fails_without_the_url(webhook, caplog):
+    url = webhook.url
+    webhook.shutdown()
+    webhook.server_close()
     assert send_notifications(Notify(webhook=url), SUMMARY, job="j", event="failure") is False
     [line] = failure_lines(caplog)
     assert line.startswith("job j: failure notification by webhook failed: the webhook could not be reached (")
@@ -176,10 +146,10 @@ def test_a_command_still_running_after_the_timeout_is_stopped(tmp_path, caplog):
     assert failure_lines(caplog) == [f"job j: failure notification by command {sleeper} failed: still running after 0.5 s, stopped"]
 
 
-def test_one_failing_channel_does_not_stop_the_other(hook, stdin_to_file, tmp_path, caplog):
-    hook.status = 404
+def test_one_failing_channel_does_not_stop_the_other(webhook, stdin_to_file, tmp_path, caplog):
+    webhook.status = 404
     out = tmp_path / "body.json"
-    notify = Notify(webhook=hook.url, command=(str(stdin_to_file), "0", str(out)))
+    notify = Notify(webhook=webhook.url, command=(str(stdin_to_file), "0", str(out)))
     assert send_notifications(notify, SUMMARY, job="j", event="failure") is False
     assert json.loads(out.read_text())["event"] == "failure"
     assert len(failure_lines(caplog)) == 1
