@@ -15,6 +15,7 @@ from pipeline.config.jobs import load_job
 from pipeline.errors import ConfigError, Interrupted, Terminated, UsageError
 from pipeline.schedule.cron import next_start_times
 from pipeline.outcomes.after_run import after_disabling, after_run
+from pipeline.outcomes.notify import webhook_problem
 from pipeline.schedule.loop import ScheduleDisabled, run_schedule
 
 __all__ = ["register"]
@@ -65,6 +66,8 @@ def _schedule_command(args, beam_args, runtime) -> int:
         return result
 
     log.info("job %s: scheduled %r in %s, delay %s", job.name, job.schedule, job.timezone, job.delay)
+    if problem := webhook_problem(job.notify, job.name):
+        log.warning("%s: notifications by webhook will fail", problem)
     try:
         return run_schedule(job, run_and_print, runtime.clock)
     except ScheduleDisabled as disabled:

@@ -14,7 +14,7 @@ import urllib.request
 from pipeline.config.notify import Notify, webhook_url
 from pipeline.errors import ConfigError
 
-__all__ = ["TIMEOUT_S", "notification_body", "send_notifications"]
+__all__ = ["TIMEOUT_S", "notification_body", "send_notifications", "webhook_problem"]
 
 log = logging.getLogger("krux_export")
 
@@ -46,6 +46,20 @@ def send_notifications(
             f"job {job}: {event} notification by command {program}", lambda: _run(notify.command, body, timeout)
         )
     return delivered
+
+
+def webhook_problem(notify: Notify | None, job: str) -> str | None:
+    """Why the job's webhook could not be used now (an unset `env:` variable), or None.
+
+    A schedule says so when it starts, rather than at its first failure hours later.
+    """
+    if notify is None or notify.webhook is None:
+        return None
+    try:
+        webhook_url(notify, job)
+    except ConfigError as error:
+        return str(error)
+    return None
 
 
 class _NotSent(Exception):

@@ -301,3 +301,20 @@ def test_a_failing_notification_does_not_change_the_schedule(tmp_path, clock, ca
     warnings = [line for line in err.splitlines() if "notification" in line]
     assert warnings == ["krux-export: job daily: success notification by webhook failed: the webhook answered HTTP 503"] * 2
     assert webhook.token not in out + err
+
+
+def test_a_schedule_whose_webhook_variable_is_unset_says_so_when_it_starts(tmp_path, clock, capsys, monkeypatch):
+    monkeypatch.setenv("KRUX_EXPORT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("KRUX_WEBHOOK_URL", raising=False)
+    path = write_job(tmp_path, """\
+        name: daily
+        schedule: "@daily"
+        source: {database: ./warehouse}
+        output_root: ./out
+        result_settings: {export_type: first_party_segment}
+        notify: {webhook: env:KRUX_WEBHOOK_URL}
+        """)
+    clock.stop_at = 1
+    assert schedule_cli(["schedule", str(path)], clock, lambda settings, tunables=None: None) == 0
+    assert ("krux-export: job daily: notify.webhook refers to $KRUX_WEBHOOK_URL, which is not set or empty: "
+            "notifications by webhook will fail") in capsys.readouterr().err.splitlines()

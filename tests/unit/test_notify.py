@@ -10,7 +10,7 @@ import time
 import pytest
 
 from pipeline.config.notify import Notify
-from pipeline.outcomes.notify import send_notifications
+from pipeline.outcomes.notify import send_notifications, webhook_problem
 
 SUMMARY = {"status": "failed", "exit_code": 2, "error": "table segment_a: column KUID is missing"}
 TOKEN = "T0KEN-s3cret-abc123"  # in the webhook fixture's URL
@@ -153,3 +153,13 @@ def test_one_failing_channel_does_not_stop_the_other(webhook, stdin_to_file, tmp
     assert send_notifications(notify, SUMMARY, job="j", event="failure") is False
     assert json.loads(out.read_text())["event"] == "failure"
     assert len(failure_lines(caplog)) == 1
+
+
+def test_a_webhook_problem_is_known_before_anything_is_sent(webhook, monkeypatch):
+    monkeypatch.delenv("KRUX_WEBHOOK_URL", raising=False)
+    notify = Notify(webhook="env:KRUX_WEBHOOK_URL")
+    assert webhook_problem(notify, "j") == "job j: notify.webhook refers to $KRUX_WEBHOOK_URL, which is not set or empty"
+    monkeypatch.setenv("KRUX_WEBHOOK_URL", webhook.url)
+    assert webhook_problem(notify, "j") is None
+    assert webhook_problem(Notify(command=("page",)), "j") is None and webhook_problem(None, "j") is None
+    assert webhook.received == []
