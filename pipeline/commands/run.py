@@ -100,7 +100,7 @@ def _run_command(args, beam_args, runtime) -> int:
     job = load_job(args.job) if args.job else None
     run_export = runtime.run_export or launcher_run_export()
     outcome = dict(export_name=settings.export_name, started_at=runtime.clock.now(),
-                   job_name=job and job.name, notify=job and job.notify)
+                   job_name=job.name if job else None, notify=job.notify if job else None)
     try:
         result = run_export(settings, tunables=runtime.tunables)
     except BaseException as error:  # recorded, and told unless a signal stopped it; then main() reports it

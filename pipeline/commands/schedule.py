@@ -13,9 +13,9 @@ from pipeline.commands.run import launcher_run_export
 from pipeline.commands.summary import emit_line, failed_summary
 from pipeline.config.jobs import load_job
 from pipeline.errors import ConfigError, Interrupted, Terminated, UsageError
-from pipeline.schedule.cron import next_start_times
 from pipeline.outcomes.after_run import after_disabling, after_run
 from pipeline.outcomes.notify import webhook_problem
+from pipeline.schedule.cron import next_start_times
 from pipeline.schedule.loop import ScheduleDisabled, run_schedule
 
 __all__ = ["register"]

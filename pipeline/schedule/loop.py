@@ -74,8 +74,8 @@ def run_schedule(
     of the scheduled time. It returns anything (the summary) on success and raises an
     `ExportError` (or anything else, counted as exit code 1) on failure. Failures are logged
     and the loop goes on to the next slot, except that `max_config_failures` exit-2 failures
-    in a row raise `ScheduleDisabled` (a `ConfigError`) with the last reason. `KeyboardInterrupt` and other
-    BaseExceptions (the CLI's `Terminated`) from the clock or a run propagate at once.
+    in a row raise `ScheduleDisabled` (a `ConfigError`) with the last reason. `KeyboardInterrupt`
+    and other BaseExceptions (the CLI's `Terminated`) from the clock or a run propagate at once.
     """
     strikes = 0
     after = clock.now()
