@@ -46,6 +46,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--segment-column", default=argparse.SUPPRESS, help=f"default: {defaults.segment_column}")
     source.add_argument("--segment-attribute", default=argparse.SUPPRESS,
                         help=f"the segment attribute's name in each line (default: {defaults.segment_attribute})")
+    query = parser.add_argument_group("query (instead of exporting the tables as they are)")
+    query.add_argument("--query", metavar="SQL", default=argparse.SUPPRESS,
+                       help="DuckDB SQL over the tables of --database (also as FOLDER.TABLE) and --source; "
+                       "its result's first columns are user_id and td_segment, strings; the others are attributes")
+    query.add_argument("--query-file", metavar="FILE", default=argparse.SUPPRESS, help="the same SQL, from a file")
+    query.add_argument("--query-memory-limit", metavar="SIZE", default=argparse.SUPPRESS,
+                       help="DuckDB's memory before it spills to disk, e.g. 4GB (default: a quarter of the machine's)")
     target = parser.add_argument_group("destination")
     target.add_argument("--connection", metavar="NAME", default=argparse.SUPPRESS,
                         help="a connection from connections.yml")

@@ -1,6 +1,6 @@
 """`build_pipeline`: the export's Beam graph, built from plain arguments and not run.
 
-    tables → batches → CheckRecords → (GroupByUser | FormatLines) → WriteShards → staging
+    tables or query → batches → CheckRecords → (GroupByUser | FormatLines) → WriteShards → staging
                                    ↘ invalid rows → WriteRejects
     every step's RunReport → CombineReports → manifest in staging
 """
@@ -13,10 +13,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.krux.lines import LineRules
 from pipeline.launcher.tunables import Tunables
 from pipeline.storage.inputs import Table
+from pipeline.storage.query import QUERY_TABLE, Query
 from pipeline.storage.stores import StoreSpec
 from transforms.check import CheckRecords, FormatLines
 from transforms.group import GroupByUser
 from transforms.manifest import CombineReports, WriteManifest
+from transforms.query import ReadQuery
 from transforms.read import ReadTables
 from transforms.rejects import WriteRejects
 from transforms.shards import WriteShards
@@ -34,18 +36,21 @@ class ExportPlan:
     staging: str  # key prefix of this run's staging, ending in "/"
     run_id: str
     tunables: Tunables = Tunables()
+    query: Query | None = None  # the source instead of the tables, when the run has a query
 
 
 def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam.Pipeline:
-    rules = LineRules(settings.user_column, settings.segment_column, settings.segment_attribute)
     keep_invalid = bool(settings.skip_invalid_records and settings.rejects)
-    tasks = [task for table in plan.tables for task in table.tasks]
 
     p = beam.Pipeline(options=options)
-    batches = p | "ReadTables" >> ReadTables(tasks)
-    checked = batches | "CheckRecords" >> CheckRecords(
-        rules, [t.name for t in plan.tables], keep_invalid=keep_invalid
-    )
+    if plan.query:
+        rules, table_names = plan.query.rules, [QUERY_TABLE]
+        batches = p | "ReadQuery" >> ReadQuery(plan.query)
+    else:
+        rules = LineRules(settings.user_column, settings.segment_column, settings.segment_attribute)
+        table_names = [t.name for t in plan.tables]
+        batches = p | "ReadTables" >> ReadTables([task for table in plan.tables for task in table.tasks])
+    checked = batches | "CheckRecords" >> CheckRecords(rules, table_names, keep_invalid=keep_invalid)
     if settings.group_by_user:
         to_lines = GroupByUser(rules.segment_attribute, partitions=plan.tunables.group_partitions)
     else:

@@ -132,16 +132,23 @@ def check_columns(table: str, schema: pa.Schema, rules: LineRules, where: str = 
             raise SchemaError(f"{place}: column {field.name} is {field.type}, which cannot be written as text")
 
 
-def _load_table(name: str, uri: str, rules: LineRules) -> Table:
+def table_files(name: str, uri: str) -> tuple[str, list[str], tuple[str, ...]]:
+    """A table's format ("parquet" or "csv"), its data files in order, and a CSV's header."""
     if _is_csv(uri):
-        columns = _csv_header(name, uri)
-        check_columns(name, pa.schema([(c, pa.string()) for c in columns]), rules)
-        return Table(name, uri, (ReadTask(name, uri, "csv", first_row=1, columns=tuple(columns)),), tuple(columns))
-    files = [uri] if not _is_dir(uri) else [u for u in _list_dir(uri) if _is_data_file(u)]
+        return "csv", [uri], tuple(_csv_header(name, uri))
+    files = [uri] if not _is_dir(uri) else sorted(u for u in _list_dir(uri) if _is_data_file(u))
     if not files:
         raise SchemaError(f"table {name}: no Parquet files in {uri}")
+    return "parquet", files, ()
+
+
+def _load_table(name: str, uri: str, rules: LineRules) -> Table:
+    file_format, files, columns = table_files(name, uri)
+    if file_format == "csv":
+        check_columns(name, pa.schema([(c, pa.string()) for c in columns]), rules)
+        return Table(name, uri, (ReadTask(name, uri, "csv", first_row=1, columns=columns),), columns)
     tasks, columns, first_row = [], None, 1
-    for path in sorted(files):
+    for path in files:
         metadata = _parquet_metadata(name, path)
         schema = metadata.schema.to_arrow_schema()
         check_columns(name, schema, rules, where=f" ({path})" if path != uri else "")
