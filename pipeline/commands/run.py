@@ -79,9 +79,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--summary-json", metavar="PATH", default=argparse.SUPPRESS)
 
 
-def run_settings(args, beam_args) -> RunSettings:
+def run_settings(args, beam_args, job_settings: RunSettings | None = None) -> RunSettings:
     """The run's settings: the job file's (if any) with the given flags on top, or the flags'.
 
+    `job_settings`: a workflow task's, instead of those of the `--job` file.
     A broken rule names the flag: `--export-name: export name 'a-b' must match [A-Za-z0-9_]+`.
     """
     given = {name: value for name, value in vars(args).items() if name in _SETTING_FIELDS}
@@ -90,6 +91,8 @@ def run_settings(args, beam_args) -> RunSettings:
     given["beam_args"] = tuple(beam_args)
     job_file = getattr(args, "job", None)
     try:
+        if job_settings is not None:
+            return settings_with_overrides(job_settings, given)
         if job_file:
             return settings_with_overrides(load_job(job_file).settings, given)
         return RunSettings(**given)
@@ -103,8 +106,15 @@ def _flag_of(setting: str) -> str:
 
 def _run_command(args, beam_args, runtime) -> int:
     check_beam_args(beam_args)
-    settings = run_settings(args, beam_args)
     job = load_job(args.job) if args.job else None
+    if job and job.tasks:  # a workflow: its tasks in file order; the first that fails stops it
+        for _, task_settings in job.tasks:
+            _run_once(run_settings(args, beam_args, task_settings), job, runtime)
+        return 0
+    return _run_once(run_settings(args, beam_args), job, runtime)
+
+
+def _run_once(settings: RunSettings, job, runtime) -> int:
     run_export = runtime.run_export or launcher_run_export()
     outcome = dict(export_name=settings.export_name, started_at=runtime.clock.now(),
                    job_name=job.name if job else None, notify=job.notify if job else None)
