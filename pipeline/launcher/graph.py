@@ -8,7 +8,7 @@
 import dataclasses
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline.krux.lines import LineRules
 from pipeline.launcher.tunables import Tunables
@@ -24,6 +24,8 @@ from transforms.rejects import WriteRejects
 from transforms.shards import WriteShards
 
 SHARDS_DIR = "shards/"
+LOCAL_RUNNERS = (None, "FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
+"""Runners that keep a shuffle in memory: a query's batches are not reshuffled there."""
 MANIFEST_NAME = "manifest.json"
 
 
@@ -45,7 +47,8 @@ def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam
     p = beam.Pipeline(options=options)
     if plan.query:
         rules, table_names = plan.query.rules, [QUERY_TABLE]
-        batches = p | "ReadQuery" >> ReadQuery(plan.query)
+        spread = options.view_as(StandardOptions).runner not in LOCAL_RUNNERS
+        batches = p | "ReadQuery" >> ReadQuery(plan.query, spread=spread)
     else:
         rules = LineRules(settings.user_column, settings.segment_column, settings.segment_attribute)
         table_names = [t.name for t in plan.tables]

@@ -159,6 +159,7 @@ def open_engine(query: Query, *, threads: int | None = None) -> Iterator[duckdb.
         try:
             # Time functions and TIMESTAMPTZ casts in a query mean the same on every worker.
             connection.execute("SET TimeZone = 'UTC'")
+            connection.execute("SET enable_progress_bar = false")  # stderr is the run's progress, in our words
             _register(connection, query.tables)
             yield connection
         finally:
