@@ -1,7 +1,10 @@
 """`run --job FILE.dig` and `schedule FILE.dig`: the seed's workflow file, against moto's S3."""
 
 import datetime
+import gzip
 import json
+import shutil
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -10,6 +13,7 @@ import pytest
 from pipeline.commands import cli
 from pipeline.config.connections import Connection, save_connection
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CLIENT = "client-treasure-data"
 DAY = "2026-11-28"
 
@@ -128,3 +132,22 @@ def test_an_unknown_operator_or_variable_exits_2_naming_it(workflow, capsys, old
     assert code == 2
     assert message in summaries[-1]["error"]
 
+
+
+def test_the_example_workflow_runs_as_documented(tmp_path, s3, bucket, s3_endpoint, capsys):
+    save_connection(Connection(name="my_salesforce_dmp_connector", client_name=CLIENT, access_key_id="AKIAEXAMPLE",
+                               secret_access_key="example", bucket=bucket, endpoint_url=s3_endpoint))
+    shutil.copytree(EXAMPLES, tmp_path / "examples")
+    warehouse = tmp_path / "examples" / "warehouse" / "activate_to_krux"
+    warehouse.mkdir(parents=True)
+    pq.write_table(pa.table({"KUID": ["k1", "k2"], "segment_name": ["high_value"] * 2}),
+                   warehouse / "segment_high_value.parquet")
+    pq.write_table(pa.table({"KUID": ["k2"], "segment_name": ["churn_risk"]}), warehouse / "segment_churn_risk.parquet")
+    code, summaries, err = run_workflow(capsys, tmp_path / "examples" / "daily_krux.dig", "--group-by-user")
+    assert code == 0, err
+    data = s3.get_object(Bucket=bucket, Key=f"{CLIENT}/uploads/{DAY}/first_party_segment.txt.gz")["Body"].read()
+    assert sorted(gzip.decompress(data).decode().splitlines()) == [
+        "k1^segment:high_value;exported_on:2026-11-28",
+        "k2^segment:churn_risk,high_value;exported_on:2026-11-28",
+    ]
+    assert summaries[0]["rows_read"] == {"total": 3, "tables": {"query": 3}}
