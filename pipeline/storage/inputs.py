@@ -284,7 +284,7 @@ def _list_dir(uri: str) -> list[str]:
 def _s3_keys(prefix: str) -> list[str]:
     """Every object URI starting with `prefix`."""
     try:
-        results = FileSystems.match([prefix + "*"])
+        results = FileSystems.match([prefix + "**"])  # Beam's `*` stops at "/": folders need `**`
     except Exception as error:
         raise StorageError(f"cannot list {prefix}: {_first_line(error)}") from error
     return sorted(metadata.path for result in results for metadata in result.metadata_list)

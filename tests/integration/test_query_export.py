@@ -119,10 +119,16 @@ def test_tables_are_named_plainly_too_and_a_query_file_may_filter_them(run, s3, 
 def test_a_query_reads_s3_tables_with_the_standard_aws_chain(s3, bucket, s3_endpoint, tmp_path):
     # The customer's warehouse: another bucket, reached through AWS_ENDPOINT_URL_S3 like any AWS setting.
     s3.create_bucket(Bucket=bucket + "-warehouse")
-    for name, table in activation_tables().items():
+    tables = activation_tables()
+    churn_risk = tables.pop("segment_churn_risk")
+    parts = {f"{name}.parquet": table for name, table in tables.items()}
+    # A table that is a folder of Parquet files.
+    parts |= {"segment_churn_risk/part-0.parquet": churn_risk.slice(0, 1),
+              "segment_churn_risk/part-1.parquet": churn_risk.slice(1)}
+    for key, table in parts.items():
         sink = io.BytesIO()
         pq.write_table(table, sink)
-        s3.put_object(Bucket=bucket + "-warehouse", Key=f"activate_to_krux/{name}.parquet", Body=sink.getvalue())
+        s3.put_object(Bucket=bucket + "-warehouse", Key=f"activate_to_krux/{key}", Body=sink.getvalue())
     s3.put_object(Bucket=bucket + "-warehouse", Key="activate_to_krux/segment_new.csv",
                   Body=b"KUID,segment_name,country\nk9,new,FR\n")
     query = CONSOLIDATE + "UNION ALL SELECT KUID, segment_name, country FROM segment_new"
