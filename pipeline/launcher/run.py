@@ -79,7 +79,8 @@ def run_export(
         size, replaced, report = _export_and_publish(settings, plan, options, store, final_key, day_dir, published)
     except BaseException as error:
         swept_by_another_run = isinstance(error, StorageError) and _is_empty(store, staging)
-        _remove_staging_best_effort(store, staging)
+        # After a signal only seconds are left: a new client whose calls cannot hang.
+        _remove_staging_best_effort(store if isinstance(error, Exception) else spec.open(prompt=True), staging)
         if swept_by_another_run:
             raise StorageError(
                 f"run {run_id}: its staged shards were removed while it ran; another run of export "

@@ -1,0 +1,68 @@
+"""A stop is a stop: SIGTERM or Ctrl-C while S3 hangs on a request ends the run within seconds.
+
+The run is a real `python -m pipeline run` process on the default local runner, publishing
+through the fault proxy, which holds every part request of the merge (the server accepted
+it and never answers). The signal goes to the launcher alone, as an orchestrator sends it.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from partner_bucket import CLIENT, DAY, KEY, KEY_TXT, PartnerBucket
+from s3_proxy import HOLD
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STOP_WITHIN_S = 10
+
+
+def wait_until(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@pytest.mark.parametrize(
+    ("signum", "exit_code", "name"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")]
+)
+def test_a_signal_while_a_merge_request_hangs_ends_the_run_within_10_s_and_cleans_up(
+    signum, exit_code, name, s3, proxy, tables
+):
+    partner = PartnerBucket(s3, f"test-{uuid.uuid4().hex[:16]}")
+    s3.create_bucket(Bucket=partner.name)
+    partner.put_previous()
+    held = [proxy.fail(kind, HOLD, times=None, key_contains=f"/{partner.name}/") for kind in ("UploadPartCopy", "UploadPart")]
+    root, _ = tables
+    command = [sys.executable, "-m", "pipeline", "run", "--database", str(root), "--client-name", CLIENT,
+               "--bucket", partner.name, "--endpoint-url", proxy.url, "--date", DAY]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: any(rule.used for rule in held) or process.poll() is not None, 120)
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        time.sleep(0.5)  # every part request of the merge is out, and held
+        signalled = time.monotonic()
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=60)
+        took = time.monotonic() - signalled
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert took < STOP_WITHIN_S, err[-3000:]
+    assert process.returncode == exit_code, err[-3000:]
+    assert json.loads(out.strip().splitlines()[-1]) == {
+        "status": "failed", "exit_code": exit_code, "error": f"interrupted by {name}; nothing was published",
+    }
+    # Checked against moto directly, not through the proxy.
+    assert partner.open_uploads() == []
+    assert partner.staging() == []
+    assert partner.export_objects() == sorted([KEY, KEY_TXT]) and partner.unchanged(KEY, KEY_TXT)
