@@ -29,6 +29,7 @@ def register(commands) -> None:
     )
     add_run_arguments(parser)
     parser.add_argument("--job", metavar="FILE", help="a job file; flags given here override it")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr while the pipeline runs")
     parser.set_defaults(handler=_run_command, takes_beam_args=True)
 
 
@@ -97,7 +98,7 @@ def _run_command(args, beam_args, runtime) -> int:
     check_beam_args(beam_args)
     settings = run_settings(args, beam_args)
     run_export = runtime.run_export or launcher_run_export()
-    result = run_export(settings, tunables=runtime.tunables)
+    result = run_export(settings, tunables=runtime.tunables, show_progress=not args.quiet)
     emit_line(result.summary, settings.summary_json)
     summary = result.summary
     log.info("published %s (%d bytes, %d lines)", summary["object_uri"], summary["bytes"], summary["lines_written"])

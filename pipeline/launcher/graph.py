@@ -17,6 +17,7 @@ from pipeline.storage.stores import StoreSpec
 from transforms.check import CheckRecords, FormatLines
 from transforms.group import GroupByUser
 from transforms.manifest import CombineReports, WriteManifest
+from transforms.progress import ProgressChannel
 from transforms.read import ReadTables
 from transforms.rejects import WriteRejects
 from transforms.shards import WriteShards
@@ -34,6 +35,7 @@ class ExportPlan:
     staging: str  # key prefix of this run's staging, ending in "/"
     run_id: str
     tunables: Tunables = Tunables()
+    progress: ProgressChannel | None = None  # workers' progress, on local runners (launcher.progress)
 
 
 def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam.Pipeline:
@@ -42,7 +44,7 @@ def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam
     tasks = [task for table in plan.tables for task in table.tasks]
 
     p = beam.Pipeline(options=options)
-    batches = p | "ReadTables" >> ReadTables(tasks)
+    batches = p | "ReadTables" >> ReadTables(tasks, progress=plan.progress)
     checked = batches | "CheckRecords" >> CheckRecords(
         rules, [t.name for t in plan.tables], keep_invalid=keep_invalid
     )
@@ -59,6 +61,7 @@ def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam
             plan.staging + SHARDS_DIR,
             settings.compression,
             target_bytes=plan.tunables.shard_target_bytes,
+            progress=plan.progress,
         )
     )
     reports = [checked[CheckRecords.REPORTS], shard_reports]
