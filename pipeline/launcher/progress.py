@@ -33,6 +33,55 @@ BAR_INTERVAL_S = 1.0
 PLAIN_INTERVAL_S = 5.0
 
 
+class RunProgress:
+    """A run's progress: the workers' channel (local runners) and the display, around the run.
+
+    All off when disabled (`--quiet`). On a failure the display just ends: the error says the rest.
+    """
+
+    def __init__(self, tasks, options, *, enabled: bool):
+        self.channel: ProgressChannel | None = None
+        self._display: ProgressDisplay | None = None
+        self._local = _is_local_runner(options)
+        rows = [task.rows for task in tasks]
+        self.total_rows: int | None = sum(rows) if None not in rows else None  # CSV: unknown
+        if not enabled:
+            return
+        if self._local:
+            self.channel = ProgressChannel(tempfile.mkdtemp(prefix="krux-export-progress-"))
+        self._display = ProgressDisplay(self.total_rows)
+
+    def __enter__(self) -> "RunProgress":
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        if self._display is not None:
+            self._display.stop(final=error_type is None)
+        if self.channel is not None:
+            shutil.rmtree(self.channel.directory, ignore_errors=True)
+
+    def start(self) -> None:
+        if self._display is not None:
+            self._display.start(self.channel.reader().read if self.channel else None)
+
+    def follow(self, result) -> None:
+        """A remote job, once submitted: its metrics, if its runner reports them mid-run."""
+        if self._display is not None and not self._local:
+            self._display.follow(metrics_progress(result))
+
+
+_LOCAL_RUNNERS = {"directrunner", "fnapirunner", "bundlebaseddirectrunner", "switchingdirectrunner"}
+
+
+def _is_local_runner(options) -> bool:
+    """Whether Beam's workers run on this machine (FnApiRunner, the DirectRunners)."""
+    runner = options.view_as(StandardOptions).runner
+    if runner is None:
+        return True
+    name = (runner if isinstance(runner, str) else type(runner).__name__).lower()
+    return (name if name.endswith("runner") else name + "runner") in _LOCAL_RUNNERS
+
+
 class ProgressDisplay:
     """Polls a progress source on a thread of its own and shows it, until `stop()`.
 
@@ -43,8 +92,7 @@ class ProgressDisplay:
 
     def __init__(self, total_rows: int | None, *, stream=None, interval_s: float | None = None):
         self._total_rows = total_rows
-        self._own_stream = stream is None
-        self._stream = stream if stream is not None else os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+        self._stream, self._own_stream = (stream, False) if stream is not None else _stderr_copy()
         self._live = _is_terminal(self._stream)
         self._interval_s = interval_s or (BAR_INTERVAL_S if self._live else PLAIN_INTERVAL_S)
         self._source: Callable[[], Progress | None] = lambda: None
@@ -68,14 +116,18 @@ class ProgressDisplay:
         """Read from `source` from now on (a remote job's metrics, once it is submitted)."""
         self._source = source
 
-    def stop(self) -> None:
+    def stop(self, *, final: bool = True) -> None:
+        """Ends the display; `final` shows the last numbers first (a record of the run in a log)."""
         self._stopped.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=2 * self._interval_s)
-        if self._thread.ident is not None:
-            self._show(self._poll())  # the last numbers: a record of the run in a log too
-        if self._bar is not None:
-            self._bar.close()
+            self._thread.join(timeout=1)
+        try:
+            if final and self._thread.ident is not None:
+                self._show(self._poll())
+            if self._bar is not None:
+                self._bar.close()
+        except Exception as error:  # progress must never fail the export
+            log.debug("progress: %s", error)
         if self._own_stream:
             with contextlib.suppress(OSError):
                 self._stream.close()
@@ -99,11 +151,11 @@ class ProgressDisplay:
             self._bar.set_postfix_str(_shards(progress.shards), refresh=False)
             self._bar.refresh()
         else:
-            print(f"krux-export: {self.describe(progress)}", file=self._stream, flush=True)
+            line = self.describe(progress, time.monotonic() - self._started)
+            print(f"krux-export: {line}", file=self._stream, flush=True)
 
-    def describe(self, progress: Progress, now: float | None = None) -> str:
-        """One plain line: `3,276,800 of 10,000,000 rows read (33%), 12 shards written, ...`."""
-        elapsed = (time.monotonic() if now is None else now) - self._started
+    def describe(self, progress: Progress, elapsed: float) -> str:
+        """One plain line: `3,276,800 of 10,000,000 rows read (32%), 12 shards written, ...`."""
         total, rows = self._total_rows, progress.rows
         read = f"{rows:,} of {total:,} rows read ({min(100, 100 * rows // total)}%)" if total else f"{rows:,} rows read"
         text = f"{read}, {_shards(progress.shards)}, {_duration(elapsed)} elapsed"
@@ -128,6 +180,14 @@ def metrics_progress(result) -> Callable[[], Progress | None]:
     return read
 
 
+def _stderr_copy():
+    """(stream, owned): a copy of stderr's descriptor, or stderr itself if it has none (tests)."""
+    try:
+        return os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1), True
+    except (AttributeError, OSError, ValueError):
+        return sys.stderr, False
+
+
 def _is_terminal(stream) -> bool:
     try:
         return stream.isatty()
@@ -143,49 +203,3 @@ def _duration(seconds: float) -> str:
     seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
-class RunProgress:
-    """A run's progress: the workers' channel on local runners, and the display; all off when
-    disabled (`--quiet`). Use it as a context manager around the pipeline's run."""
-
-    def __init__(self, tasks, options, *, enabled: bool):
-        self.channel = None
-        self._display = None
-        self._local = _is_local_runner(options)
-        if not enabled:
-            return
-        if self._local:
-            self.channel = ProgressChannel(tempfile.mkdtemp(prefix="krux-export-progress-"))
-        rows = [task.rows for task in tasks]
-        self._display = ProgressDisplay(sum(rows) if None not in rows else None)
-
-    def __enter__(self) -> "RunProgress":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._display is not None:
-            self._display.stop()
-        if self.channel is not None:
-            shutil.rmtree(self.channel.directory, ignore_errors=True)
-
-    def start(self) -> None:
-        if self._display is not None:
-            self._display.start(self.channel.reader().read if self.channel else None)
-
-    def follow(self, result) -> None:
-        """A remote job, once submitted: its metrics, if its runner reports them mid-run."""
-        if self._display is not None and not self._local:
-            self._display.follow(metrics_progress(result))
-
-
-def _is_local_runner(options) -> bool:
-    """Whether Beam's workers run on this machine (FnApiRunner, the DirectRunners)."""
-    runner = options.view_as(StandardOptions).runner
-    if runner is None:
-        return True
-    name = (runner if isinstance(runner, str) else type(runner).__name__).lower()
-    return (name if name.endswith("runner") else name + "runner") in _LOCAL_RUNNERS
-
-
-_LOCAL_RUNNERS = {"directrunner", "fnapirunner", "bundlebaseddirectrunner", "switchingdirectrunner"}

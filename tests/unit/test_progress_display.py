@@ -4,7 +4,10 @@ import io
 import os
 import time
 
-from pipeline.launcher.progress import ProgressDisplay
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.launcher.progress import ProgressDisplay, RunProgress
+from pipeline.storage.inputs import ReadTask
 from transforms.progress import Progress, ProgressChannel
 
 
@@ -47,20 +50,18 @@ def test_a_writer_whose_directory_is_gone_drops_records_without_failing(tmp_path
 
 def test_a_plain_line_gives_rows_of_the_total_percent_shards_elapsed_and_time_left():
     display = ProgressDisplay(10_000_000, stream=io.StringIO())
-    display._started = 1000.0
     # 21 s for 3,276,800 rows: the 6,723,200 left take 21 * 6,723,200 / 3,276,800 = 43.1 s.
-    assert display.describe(Progress(3_276_800, 12), now=1021.0) == (
+    assert display.describe(Progress(3_276_800, 12), 21.0) == (
         "3,276,800 of 10,000,000 rows read (32%), 12 shards written, 0:21 elapsed, about 0:43 left"
     )
-    assert display.describe(Progress(10_000_000, 40), now=4723.0) == (
+    assert display.describe(Progress(10_000_000, 40), 3723.0) == (
         "10,000,000 of 10,000,000 rows read (100%), 40 shards written, 1:02:03 elapsed"
     )
 
 
 def test_without_a_total_a_plain_line_gives_rows_without_percent_or_time_left():
     display = ProgressDisplay(None, stream=io.StringIO())
-    display._started = 0.0
-    assert display.describe(Progress(1_500, 0), now=5.0) == "1,500 rows read, 0 shards written, 0:05 elapsed"
+    assert display.describe(Progress(1_500, 0), 5.0) == "1,500 rows read, 0 shards written, 0:05 elapsed"
 
 
 def test_off_a_terminal_lines_come_at_each_interval_and_a_last_one_at_the_end():
@@ -94,3 +95,26 @@ def test_a_source_with_nothing_to_say_keeps_the_last_numbers():
     time.sleep(0.2)
     display.stop()
     assert stream.getvalue().splitlines()[-1].startswith("krux-export: 500 of 1,000 rows read (50%), 1 shard written")
+
+
+def test_a_run_gets_a_channel_on_local_runners_only_and_none_when_quiet():
+    tasks = [ReadTask("a", "a.parquet", "parquet", (0,), 1, rows=10)]
+    local = PipelineOptions(["--runner=FnApiRunner"])
+    with RunProgress(tasks, local, enabled=True) as progress:
+        directory = progress.channel.directory
+        assert os.path.isdir(directory)
+    assert not os.path.exists(directory)  # removed with the run
+    with RunProgress(tasks, PipelineOptions(["--runner=DataflowRunner"]), enabled=True) as progress:
+        assert progress.channel is None  # remote workers cannot reach a local directory
+    with RunProgress(tasks, local, enabled=False) as progress:
+        assert progress.channel is None
+
+
+def test_the_total_is_the_footers_rows_and_unknown_with_a_csv_table():
+    parquet = [ReadTask("a", "a.parquet", "parquet", (0,), 1, rows=10), ReadTask("a", "a.parquet", "parquet", (1,), 11, rows=5)]
+    csv = ReadTask("c", "c.csv", "csv", first_row=1, columns=("user_id", "td_segment"))
+    options = PipelineOptions(["--runner=FnApiRunner"])
+    with RunProgress(parquet, options, enabled=True) as progress:
+        assert progress.total_rows == 15
+    with RunProgress([*parquet, csv], options, enabled=True) as progress:
+        assert progress.total_rows is None
