@@ -73,9 +73,10 @@ def make_s3_client(
 ):
     """A boto3 S3 client with explicit retries and timeouts.
 
-    A `prompt` client makes one short try per call: after a signal, the run has seconds left
-    to clean up, and a server that does not answer must not take them all. Without keys, boto3's standard credential chain applies (environment, profile, instance
-    role). An `endpoint_url` (an S3-compatible service) gets path-style addressing.
+    Without keys, boto3's standard credential chain applies (environment, profile, instance
+    role). An `endpoint_url` (an S3-compatible service) gets path-style addressing. A `prompt`
+    client makes one short try per call: after a signal, the run has seconds left to clean up,
+    and a server that does not answer must not take them all.
     """
     if (access_key_id is None) != (secret_access_key is None):
         raise ConfigError("an access key id needs its secret access key, and the reverse")

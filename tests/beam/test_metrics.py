@@ -29,7 +29,8 @@ def test_counters_count_rows_per_table_invalid_rows_per_reason_lines_shards_and_
     ]
     out = tmp_path / "out"
     p = BeamTestPipeline(runner="FnApiRunner")
-    checked = p | ReadTables(tasks) | CheckRecords(LineRules("user_id", "td_segment", "segment"), ["t", "c"], keep_invalid=False)
+    rules = LineRules("user_id", "td_segment", "segment")
+    checked = p | ReadTables(tasks) | CheckRecords(rules, ["t", "c"], keep_invalid=False)
     _ = checked.valid | FormatLines("segment") | WriteShards(StoreSpec(kind="local", local_root=str(out)), "", "none")
     result = p.run()
     result.wait_until_finish()

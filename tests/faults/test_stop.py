@@ -39,7 +39,9 @@ def test_a_signal_while_a_merge_request_hangs_ends_the_run_within_10_s_and_clean
     partner = PartnerBucket(s3, f"test-{uuid.uuid4().hex[:16]}")
     s3.create_bucket(Bucket=partner.name)
     partner.put_previous()
-    held = [proxy.fail(kind, HOLD, times=None, key_contains=f"/{partner.name}/") for kind in ("UploadPartCopy", "UploadPart")]
+    held = [
+        proxy.fail(kind, HOLD, times=None, key_contains=f"/{partner.name}/") for kind in ("UploadPartCopy", "UploadPart")
+    ]
     root, _ = tables
     command = [sys.executable, "-m", "pipeline", "run", "--database", str(root), "--client-name", CLIENT,
                "--bucket", partner.name, "--endpoint-url", proxy.url, "--date", DAY]

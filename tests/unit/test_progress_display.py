@@ -111,7 +111,10 @@ def test_a_run_gets_a_channel_on_local_runners_only_and_none_when_quiet():
 
 
 def test_the_total_is_the_footers_rows_and_unknown_with_a_csv_table():
-    parquet = [ReadTask("a", "a.parquet", "parquet", (0,), 1, rows=10), ReadTask("a", "a.parquet", "parquet", (1,), 11, rows=5)]
+    parquet = [
+        ReadTask("a", "a.parquet", "parquet", (0,), 1, rows=10),
+        ReadTask("a", "a.parquet", "parquet", (1,), 11, rows=5),
+    ]
     csv = ReadTask("c", "c.csv", "csv", first_row=1, columns=("user_id", "td_segment"))
     options = PipelineOptions(["--runner=FnApiRunner"])
     with RunProgress(parquet, options, enabled=True) as progress:
