@@ -101,6 +101,7 @@ class ProgressDisplay:
         self._bar = None
         self._started = 0.0
         self._last = Progress()
+        self._shown: Progress | None = None  # in the last plain line
 
     def start(self, source: Callable[[], Progress | None] | None = None) -> "ProgressDisplay":
         if source is not None:
@@ -122,8 +123,9 @@ class ProgressDisplay:
         if self._thread.is_alive():
             self._thread.join(timeout=1)
         try:
-            if final and self._thread.ident is not None:
-                self._show(self._poll())
+            progress = self._poll() if final and self._thread.ident is not None else None
+            if progress is not None and (self._bar is not None or progress != self._shown):
+                self._show(progress)
             if self._bar is not None:
                 self._bar.close()
         except Exception as error:  # progress must never fail the export
@@ -153,6 +155,7 @@ class ProgressDisplay:
         else:
             line = self.describe(progress, time.monotonic() - self._started)
             print(f"krux-export: {line}", file=self._stream, flush=True)
+            self._shown = progress
 
     def describe(self, progress: Progress, elapsed: float) -> str:
         """One plain line: `3,276,800 of 10,000,000 rows read (32%), 12 shards written, ...`."""

@@ -1,8 +1,9 @@
 """A stop is a stop: SIGTERM or Ctrl-C while S3 hangs on a request ends the run within seconds.
 
 The run is a real `python -m pipeline run` process on the default local runner, publishing
-through the fault proxy, which holds every part request of the merge (the server accepted
-it and never answers). The signal goes to the launcher alone, as an orchestrator sends it.
+through the fault proxy, which holds chosen requests (the server accepted them and never
+answers). The signal goes to the launcher alone, as an orchestrator sends it. What is left
+afterwards is checked against moto directly, not through the proxy.
 """
 
 import json
@@ -30,26 +31,16 @@ def wait_until(predicate, timeout: float) -> bool:
     return True
 
 
-@pytest.mark.parametrize(
-    ("signum", "exit_code", "name"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")]
-)
-def test_a_signal_while_a_merge_request_hangs_ends_the_run_within_10_s_and_cleans_up(
-    signum, exit_code, name, s3, proxy, tables
-):
-    partner = PartnerBucket(s3, f"test-{uuid.uuid4().hex[:16]}")
-    s3.create_bucket(Bucket=partner.name)
-    partner.put_previous()
-    held = [
-        proxy.fail(kind, HOLD, times=None, key_contains=f"/{partner.name}/") for kind in ("UploadPartCopy", "UploadPart")
-    ]
-    root, _ = tables
+def run_held_and_stop(partner, proxy, root, holds, signum):
+    """Runs the CLI, sends `signum` once a held call came; returns (seconds to exit, exit code, stdout)."""
+    held = [proxy.fail(kind, HOLD, times=None, key_contains=(f"/{partner.name}", text)) for kind, text in holds]
     command = [sys.executable, "-m", "pipeline", "run", "--database", str(root), "--client-name", CLIENT,
                "--bucket", partner.name, "--endpoint-url", proxy.url, "--date", DAY]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_until(lambda: any(rule.used for rule in held) or process.poll() is not None, 120)
         assert process.poll() is None, process.communicate()[1][-3000:]
-        time.sleep(0.5)  # every part request of the merge is out, and held
+        time.sleep(0.5)  # the other requests of the phase are out, and held too
         signalled = time.monotonic()
         process.send_signal(signum)
         out, err = process.communicate(timeout=60)
@@ -58,13 +49,42 @@ def test_a_signal_while_a_merge_request_hangs_ends_the_run_within_10_s_and_clean
         if process.poll() is None:
             process.kill()
             process.wait()
-
     assert took < STOP_WITHIN_S, err[-3000:]
-    assert process.returncode == exit_code, err[-3000:]
-    assert json.loads(out.strip().splitlines()[-1]) == {
-        "status": "failed", "exit_code": exit_code, "error": f"interrupted by {name}; nothing was published",
-    }
-    # Checked against moto directly, not through the proxy.
-    assert partner.open_uploads() == []
+    return process.returncode, json.loads(out.strip().splitlines()[-1]), err
+
+
+@pytest.mark.parametrize(
+    ("signum", "exit_code", "name"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")]
+)
+def test_a_signal_while_the_merges_parts_hang_ends_the_run_within_10_s_and_cleans_up(
+    signum, exit_code, name, s3, proxy, tables
+):
+    partner = PartnerBucket(s3, f"test-{uuid.uuid4().hex[:16]}")
+    s3.create_bucket(Bucket=partner.name)
+    partner.put_previous()
+    root, _ = tables
+
+    code, summary, err = run_held_and_stop(partner, proxy, root, [("UploadPartCopy", ""), ("UploadPart", "")], signum)
+
+    assert code == exit_code, err[-3000:]
+    assert summary == {"status": "failed", "exit_code": exit_code, "error": f"interrupted by {name}; nothing was published"}
+    assert partner.open_uploads() == []  # aborted on a new connection
     assert partner.staging() == []
     assert partner.export_objects() == sorted([KEY, KEY_TXT]) and partner.unchanged(KEY, KEY_TXT)
+
+
+def test_sigterm_while_removing_the_replaced_object_hangs_says_the_new_one_is_published(s3, proxy, tables):
+    partner = PartnerBucket(s3, f"test-{uuid.uuid4().hex[:16]}")
+    s3.create_bucket(Bucket=partner.name)
+    partner.put_previous()
+    root, lines = tables
+
+    code, summary, err = run_held_and_stop(partner, proxy, root, [("DeleteObjects", "/uploads/")], signal.SIGTERM)
+
+    assert code == 143, err[-3000:]
+    uri = f"s3://{partner.name}/{KEY}"
+    assert summary == {"status": "failed", "exit_code": 143,
+                       "error": f"interrupted by SIGTERM; {uri} was published; objects it replaces go at the next run"}
+    assert partner.published(lines) and partner.unchanged(KEY_TXT)  # the replaced object goes next run
+    assert partner.open_uploads() == []
+    assert partner.staging() == []
