@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from pipeline.commands import connection, preview, run, schedule
+from pipeline.commands import connection, history, preview, run, schedule
 from pipeline.commands.beam_flags import flag_name
 from pipeline.commands.summary import emit_line, failed_summary, report_failure
 from pipeline.errors import ExportError, Interrupted, Terminated, UsageError
@@ -24,7 +24,7 @@ __all__ = ["Runtime", "build_parser", "main"]
 
 log = logging.getLogger("krux_export")
 
-SUBCOMMANDS = (run, preview, connection, schedule)
+SUBCOMMANDS = (run, preview, connection, schedule, history)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,6 @@ import dataclasses
 import fnmatch
 import glob
 import os
-
 from typing import NamedTuple
 
 import pyarrow as pa

@@ -92,9 +92,9 @@ class Part:
 def plan_parts(
     shard_sizes: list[int],
     *,
-    min_part_bytes: int | None = None,
-    max_part_bytes: int | None = None,
-    max_parts: int | None = None,
+    min_part_bytes: int = MIN_PART_BYTES,
+    max_part_bytes: int = MAX_PART_BYTES,
+    max_parts: int = MAX_PARTS,
 ) -> list[Part]:
     """Plan the parts that concatenate the shards, in some order, into one object.
 
@@ -113,9 +113,7 @@ def plan_parts(
     `max_parts` parts. (Grouping is greedy: it gives up only when the small shards would need
     groups within one shard's size of `max_part_bytes`, a few terabytes with S3's limits.)
     """
-    min_bytes = MIN_PART_BYTES if min_part_bytes is None else min_part_bytes
-    max_bytes = MAX_PART_BYTES if max_part_bytes is None else max_part_bytes
-    max_count = MAX_PARTS if max_parts is None else max_parts
+    min_bytes, max_bytes, max_count = min_part_bytes, max_part_bytes, max_parts
     if min_bytes < 1 or max_bytes < 2 * min_bytes or max_count < 1:
         raise ValueError(
             f"part limits need min >= 1, max >= 2 * min and max_parts >= 1; got "

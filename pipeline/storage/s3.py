@@ -11,7 +11,6 @@ import time
 import boto3
 from botocore.config import Config
 from botocore.exceptions import (
-    BotoCoreError,
     ClientError,
     IncompleteReadError,
     ReadTimeoutError,

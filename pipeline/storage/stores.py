@@ -23,7 +23,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pipeline.config.connections import load_connection
 from pipeline.errors import StorageError, UsageError
 from pipeline.storage import multipart
-from pipeline.storage.s3 import BUCKET_PATTERN, error_code, make_s3_client, parse_s3_uri, read_object, storage_error
+from pipeline.storage.s3 import (
+    BUCKET_PATTERN,
+    error_code,
+    make_s3_client,
+    parse_s3_uri,
+    read_object,
+    storage_error,
+)
 
 __all__ = [
     "LocalStore",
