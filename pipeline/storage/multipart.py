@@ -275,33 +275,38 @@ def _send_parts(client, bucket, key, upload_id, sources, plan, max_workers) -> l
     etags: list[str | None] = [None] * len(plan)
     failures: list[BaseException] = []
     stop = threading.Event()
+    worker_count = max(1, min(max_workers, len(plan)))
+    running = [worker_count]
+    running_lock = threading.Lock()
+    all_done = threading.Event()
 
     def work() -> None:
-        while not stop.is_set():
-            try:
-                number, part = queued.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                etags[number - 1] = send(number, part)
-            except BaseException as exc:
-                failures.append(exc)
-                stop.set()
+        try:
+            while not stop.is_set():
+                try:
+                    number, part = queued.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    etags[number - 1] = send(number, part)
+                except BaseException as exc:
+                    failures.append(exc)
+                    stop.set()
+        finally:
+            with running_lock:
+                running[0] -= 1
+                if not running[0]:
+                    all_done.set()
 
-    workers = [
-        threading.Thread(target=work, name=f"compose-{index}", daemon=True)
-        for index in range(max(1, min(max_workers, len(plan))))
-    ]
-    for worker in workers:
-        worker.start()
+    for index in range(worker_count):
+        threading.Thread(target=work, name=f"compose-{index}", daemon=True).start()
+    # An Event, not Thread.join: a join that a signal interrupts marks a running thread as
+    # stopped (CPython 3.11), and the grace below would not wait for it.
     try:
-        for worker in workers:
-            worker.join()
+        all_done.wait()
     except BaseException:  # SIGTERM, Ctrl-C: a short grace, then the abort goes out anyway
         stop.set()
-        deadline = time.monotonic() + STOP_GRACE_S
-        for worker in workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
+        all_done.wait(STOP_GRACE_S)
         raise
     if failures:
         raise failures[0]

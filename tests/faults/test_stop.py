@@ -11,12 +11,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
 import pytest
 from partner_bucket import CLIENT, DAY, KEY, KEY_TXT, PartnerBucket
-from s3_proxy import HOLD
+from s3_proxy import HOLD, Delay
+
+from pipeline.storage.multipart import STOP_GRACE_S, compose
+from pipeline.storage.s3 import make_s3_client
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STOP_WITHIN_S = 10
@@ -88,3 +92,37 @@ def test_sigterm_while_removing_the_replaced_object_hangs_says_the_new_one_is_pu
     assert partner.published(lines) and partner.unchanged(KEY_TXT)  # the replaced object goes next run
     assert partner.open_uploads() == []
     assert partner.staging() == []
+
+
+def test_a_merge_stopped_by_a_signal_waits_a_short_grace_for_a_part_in_flight_then_aborts(
+    s3, bucket, proxy, min_part_bytes
+):
+    """A part that S3 answers within the grace is waited for (not left to land after the
+    abort); the abort then goes out on the prompt client."""
+    s3.put_object(Bucket=bucket, Key="shard", Body=b"x" * min_part_bytes)
+    proxy.fail("UploadPartCopy", Delay(1.0, forward_first=True), key_contains=f"/{bucket}/")
+    client = make_s3_client(endpoint_url=proxy.url, region="us-east-1")
+    prompt = []
+
+    def stop_client():
+        prompt.append(make_s3_client(endpoint_url=proxy.url, region="us-east-1", prompt=True))
+        return prompt[-1]
+
+    main = threading.main_thread().ident
+    ctrl_c = threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGINT))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    started = time.monotonic()
+    try:
+        ctrl_c.start()
+        with pytest.raises(KeyboardInterrupt):
+            compose(client, bucket, "out", [("shard", min_part_bytes)], min_part_bytes=min_part_bytes,
+                    stop_client=stop_client)
+    finally:
+        ctrl_c.cancel()
+        signal.signal(signal.SIGINT, previous)
+    took = time.monotonic() - started
+
+    assert 1.0 <= took < 1.0 + STOP_GRACE_S  # the part's answer came after 1 s, within the grace
+    assert len(prompt) == 1 and proxy.count("AbortMultipartUpload", f"/{bucket}/out") == 1
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="out")
