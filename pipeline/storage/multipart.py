@@ -18,7 +18,6 @@ import math
 import queue
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
