@@ -27,6 +27,9 @@ setup(
         # past its memory limit. 2.0 for `to_arrow_reader`; it needs no pyarrow pin (pip gives
         # 2.0.1, tested with pyarrow 25).
         "duckdb>=2.0",
+        # The progress bar on a terminal: pure Python, no dependencies of its own, and it
+        # handles unknown totals, rates, remaining time and terminal widths.
+        "tqdm>=4.66",
     ],
     extras_require={
         "test": ["pytest>=8", "moto[server]>=5.0", "hypothesis>=6.100"],

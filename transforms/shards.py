@@ -17,6 +17,8 @@ from apache_beam.utils.windowed_value import WindowedValue
 from isal import isal_zlib
 
 from pipeline.krux.report import RunReport
+from transforms import metrics
+from transforms.progress import ProgressChannel
 
 __all__ = ["WriteShards", "lines_buffer"]
 
@@ -43,25 +45,46 @@ def lines_buffer(lines: pa.Array) -> memoryview:
 
 
 class WriteShards(beam.PTransform):
-    """Writes line arrays as shards; outputs one `RunReport` (shards, lines) per shard."""
+    """Writes line arrays as shards; outputs one `RunReport` (shards, lines) per shard.
 
-    def __init__(self, store_spec, prefix: str, compression: str, *, target_bytes: int = SHARD_TARGET_BYTES):
+    Counts lines, shards and their bytes (Beam counters), and reports shards to `progress`.
+    """
+
+    def __init__(
+        self,
+        store_spec,
+        prefix: str,
+        compression: str,
+        *,
+        target_bytes: int = SHARD_TARGET_BYTES,
+        progress: ProgressChannel | None = None,
+    ):
         super().__init__()
-        self._fn = _WriteShardsFn(store_spec, prefix, compression, target_bytes)
+        self._fn = _WriteShardsFn(store_spec, prefix, compression, target_bytes, progress)
 
     def expand(self, lines):
         return lines | "PutShards" >> beam.ParDo(self._fn)
 
 
 class _WriteShardsFn(beam.DoFn):
-    def __init__(self, store_spec, prefix, compression, target_bytes):
+    def __init__(self, store_spec, prefix, compression, target_bytes, progress):
         self._store_spec = store_spec
         self._prefix = prefix
         self._gzip = compression == "gzip"
         self._target_bytes = target_bytes
+        self._progress = progress
+        self._progress_writer = None
+        self._lines_written = metrics.counter(metrics.LINES_WRITTEN)
+        self._shards_written = metrics.counter(metrics.SHARDS_WRITTEN)
+        self._shard_bytes = metrics.counter(metrics.SHARD_BYTES)
 
     def setup(self):
         self._store = self._store_spec.open()
+        self._progress_writer = self._progress.writer() if self._progress else None
+
+    def teardown(self):
+        if self._progress_writer:
+            self._progress_writer.close()
 
     def start_bundle(self):
         self._start_shard()
@@ -92,6 +115,11 @@ class _WriteShardsFn(beam.DoFn):
         data = b"".join(self._parts)
         key = f"{self._prefix}{uuid.uuid4().hex}{'.gz' if self._gzip else '.txt'}"
         self._store.put(key, data)
+        self._lines_written.inc(self._lines)
+        self._shards_written.inc()
+        self._shard_bytes.inc(len(data))
+        if self._progress_writer:
+            self._progress_writer.add(shards=1)
         report = RunReport(shards=[[key, len(data)]], lines=self._lines)
         self._parts = []
         return report

@@ -3,7 +3,8 @@
 No export logic here. Each subcommand lives in its own module and registers itself. Every
 `run` that exits prints one JSON object as its last stdout line (the summary, or why it
 failed); progress goes to stderr. Exit codes: 0 done; 2 usage, configuration or schema;
-3 invalid records or empty result; 4 storage; 1 anything else.
+3 invalid records or empty result; 4 storage; 1 anything else; 143 stopped by SIGTERM and
+130 by Ctrl-C (128 + the signal's number, as shells report it).
 """
 
 import argparse

@@ -30,6 +30,7 @@ def register(commands) -> None:
     )
     add_run_arguments(parser)
     parser.add_argument("--job", metavar="FILE", help="a job file; flags given here override it")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr while the pipeline runs")
     parser.set_defaults(handler=_run_command, takes_beam_args=True)
 
 
@@ -109,17 +110,17 @@ def _run_command(args, beam_args, runtime) -> int:
     job = load_job(args.job) if args.job else None
     if job and job.tasks:  # a workflow: its tasks in file order; the first that fails stops it
         for _, task_settings in job.tasks:
-            _run_once(run_settings(args, beam_args, task_settings), job, runtime)
+            _run_once(run_settings(args, beam_args, task_settings), job, runtime, args.quiet)
         return 0
-    return _run_once(run_settings(args, beam_args), job, runtime)
+    return _run_once(run_settings(args, beam_args), job, runtime, args.quiet)
 
 
-def _run_once(settings: RunSettings, job, runtime) -> int:
+def _run_once(settings: RunSettings, job, runtime, quiet: bool) -> int:
     run_export = runtime.run_export or launcher_run_export()
     outcome = dict(export_name=settings.export_name, started_at=runtime.clock.now(),
                    job_name=job.name if job else None, notify=job.notify if job else None)
     try:
-        result = run_export(settings, tunables=runtime.tunables)
+        result = run_export(settings, tunables=runtime.tunables, show_progress=not quiet)
     except BaseException as error:  # recorded, and told unless a signal stopped it; then main() reports it
         after_run(failed_summary(error), tell=isinstance(error, Exception), **outcome)
         raise

@@ -18,6 +18,7 @@ from pipeline.storage.stores import StoreSpec
 from transforms.check import CheckRecords, FormatLines
 from transforms.group import GroupByUser
 from transforms.manifest import CombineReports, WriteManifest
+from transforms.progress import ProgressChannel
 from transforms.query import ReadQuery
 from transforms.read import ReadTables
 from transforms.rejects import WriteRejects
@@ -39,6 +40,7 @@ class ExportPlan:
     run_id: str
     tunables: Tunables = Tunables()
     query: Query | None = None  # the source instead of the tables, when the run has a query
+    progress: ProgressChannel | None = None  # workers' progress, on local runners (launcher.progress)
 
 
 def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam.Pipeline:
@@ -52,7 +54,9 @@ def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam
     else:
         rules = LineRules(settings.user_column, settings.segment_column, settings.segment_attribute)
         table_names = [t.name for t in plan.tables]
-        batches = p | "ReadTables" >> ReadTables([task for table in plan.tables for task in table.tasks])
+        batches = p | "ReadTables" >> ReadTables(
+            [task for table in plan.tables for task in table.tasks], progress=plan.progress
+        )
     checked = batches | "CheckRecords" >> CheckRecords(rules, table_names, keep_invalid=keep_invalid)
     if settings.group_by_user:
         to_lines = GroupByUser(rules.segment_attribute, partitions=plan.tunables.group_partitions)
@@ -67,6 +71,7 @@ def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam
             plan.staging + SHARDS_DIR,
             settings.compression,
             target_bytes=plan.tunables.shard_target_bytes,
+            progress=plan.progress,
         )
     )
     reports = [checked[CheckRecords.REPORTS], shard_reports]

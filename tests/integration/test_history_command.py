@@ -43,12 +43,12 @@ def krux(argv, run_export=None):
     return cli.main(argv, runtime=cli.Runtime(clock=StillClock(), run_export=run_export))
 
 
-def succeeding(settings, tunables=None):
+def succeeding(settings, **_):
     return RunResult(dict(SUCCEEDED))
 
 
 def failing_with(error):
-    def run_export(settings, tunables=None):
+    def run_export(settings, **_):
         raise error
 
     return run_export
@@ -108,7 +108,7 @@ def test_a_run_without_a_job_is_recorded_under_its_export_name_and_tells_nobody(
 
 def test_a_run_stopped_by_a_signal_is_recorded_but_not_told(tmp_path, home, webhook, capsys):
     job = write_job(tmp_path, f"notify: {{webhook: '{webhook.url}'}}\n")
-    assert krux(["run", "--job", str(job)], failing_with(Terminated())) == 1
+    assert krux(["run", "--job", str(job)], failing_with(Terminated())) == 143
     assert json.loads(history_lines(home)[0])["error"] == "interrupted by SIGTERM"
     assert webhook.received == []
 

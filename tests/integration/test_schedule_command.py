@@ -240,7 +240,7 @@ def test_sigterm_during_a_run_ends_that_run_as_failed_and_stops_the_schedule(tmp
         """)
     assert schedule_cli(["schedule", str(path)], clock, terminated_mid_run) == 0
     out, err = capsys.readouterr()
-    assert json.loads(out.strip()) == {"status": "failed", "exit_code": 1, "error": "interrupted by SIGTERM"}
+    assert json.loads(out.strip()) == {"status": "failed", "exit_code": 143, "error": "interrupted by SIGTERM"}
     assert err.rstrip().endswith("schedule j stopped by SIGTERM")
     assert len(clock.sleeps) == 1  # no further slot was waited for
 
