@@ -234,3 +234,18 @@ def test_preview_prints_a_querys_first_lines_and_touches_no_storage(capsys, s3, 
         "uid1^segment:seg1,seg2;firstname:Britty;lastname:Morris",
         "uid2^segment:seg1,seg2,seg3,seg4;firstname:David;lastname:Morris",
     ]
+
+
+def test_a_query_needing_more_than_its_memory_limit_spills_and_succeeds(run, tmp_path):
+    # One million groups need several times 30 MB: DuckDB spills them to its temporary directory.
+    query = ("SELECT 'user-' || (i % 1000000) AS user_id, max('s' || (i % 7)) AS td_segment "
+             "FROM range(3000000) t(i) GROUP BY 1")
+    code, summary, err = run("--query", query, "--query-memory-limit", "30MB", "--output-root", str(tmp_path))
+    assert code == 0, err
+    assert summary["lines_written"] == 1_000_000
+
+
+def test_a_memory_limit_that_is_not_a_size_exits_2(run):
+    code, failed, _ = run("--query", SEED_QUERY, "--query-memory-limit", "lots")
+    assert code == 2
+    assert failed["error"] == "--query-memory-limit: must be a size such as 512MB or 4GB, got 'lots'"
