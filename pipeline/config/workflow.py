@@ -175,7 +175,8 @@ def _schedule(reader: "_Reader", node) -> dict:
             except ValueError as error:
                 reader.fail(value, f"schedule {key} {text!r}: {error}")
         elif key.endswith(">"):
-            reader.fail(key_node, f"schedule operator {key} is not supported (use one of {', '.join(_SCHEDULE_OPERATORS)})")
+            allowed = ", ".join(_SCHEDULE_OPERATORS)
+            reader.fail(key_node, f"schedule operator {key} is not supported (use one of {allowed})")
         else:
             reader.fail(key_node, f"unknown key schedule.{key}")
     if len(found) != 1:

@@ -197,7 +197,8 @@ def test_a_sql_error_exits_2_naming_the_file_and_line(run, s3, bucket, activate_
 @pytest.mark.parametrize("sql, message", [
     ("SELECT 'u' AS td_segment, 's' AS user_id",
      "--query: the result's first two columns must be user_id and td_segment (in that order), got td_segment, user_id"),
-    ("SELECT 1 AS user_id, 's' AS td_segment", "table query (--query): column user_id is int32, expected a string column"),
+    ("SELECT 1 AS user_id, 's' AS td_segment",
+     "table query (--query): column user_id is int32, expected a string column"),
     ("SELECT 'u' AS user_id, 's' AS td_segment, TIME '10:00' AS at",
      "table query (--query): column at is time64[us], which cannot be written as text"),
     ("SELECT 'u' AS user_id, 's' AS td_segment, 1 AS \"a:b\"",

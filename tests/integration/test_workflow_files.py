@@ -117,13 +117,15 @@ def test_a_failing_task_stops_the_workflow_with_its_exit_code(workflow, connecti
     code, summaries, err = run_workflow(capsys, workflow)
     assert code == 2
     assert summaries == [{"status": "failed", "exit_code": 2, "error": summaries[0]["error"]}]
-    assert "consolidate.sql line 2: Catalog Error: Table with name segment_gone does not exist!" in summaries[0]["error"]
+    missing = "consolidate.sql line 2: Catalog Error: Table with name segment_gone does not exist!"
+    assert missing in summaries[0]["error"]
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0  # the second task never ran
 
 
 @pytest.mark.parametrize("old, new, message", [
     ("  td>: queries/high_scores.sql", "  py>: tasks.export", "daily_krux.dig: line 15: operator py> is not supported"),
-    ("WHERE score >= ${min_score}", "WHERE score >= ${max_score}", "high_scores.sql line 2: unknown variable ${max_score}"),
+    ("WHERE score >= ${min_score}", "WHERE score >= ${max_score}",
+     "high_scores.sql line 2: unknown variable ${max_score}"),
 ], ids=["operator", "variable"])
 def test_an_unknown_operator_or_variable_exits_2_naming_it(workflow, capsys, old, new, message):
     for path in (workflow, workflow.parent / "queries" / "high_scores.sql"):
