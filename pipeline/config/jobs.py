@@ -167,9 +167,12 @@ def settings_with_overrides(job_settings: RunSettings, overrides: dict) -> RunSe
     """The job's settings with the command line's values on top.
 
     A value of None means "not given" and keeps the job's; `beam_args` are appended to the
-    job's, so a flag given on the command line comes last and wins.
+    job's, so a flag given on the command line comes last and wins. A query given either
+    way replaces the job's query, whichever way the job gives it.
     """
     given = {key: value for key, value in overrides.items() if value is not None}
+    if given.keys() & {"query", "query_file"}:
+        given = {"query": None, "query_file": None, **given}
     if "beam_args" in given:
         given["beam_args"] = (*job_settings.beam_args, *given["beam_args"])
     return job_settings.replace(**given)
