@@ -34,3 +34,11 @@ def test_every_page_is_in_the_nav():
     in_nav = set(files(config["nav"]))
     on_disk = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").glob("**/*.md")}
     assert on_disk == in_nav
+
+
+def test_the_readme_links_only_to_pages_that_exist():
+    import re
+
+    links = re.findall(r"\]\((docs/[^)#]+)", (ROOT / "README.md").read_text(encoding="utf-8"))
+    assert links
+    assert [link for link in links if not (ROOT / link).is_file()] == []
