@@ -32,7 +32,10 @@ setup(
         "tqdm>=4.66",
     ],
     extras_require={
-        "test": ["pytest>=8", "moto[server]>=5.0", "hypothesis>=6.100"],
+        # mkdocs: tests/docs builds the documentation site with --strict, so CI needs it too.
+        "test": ["pytest>=8", "moto[server]>=5.0", "hypothesis>=6.100", "mkdocs>=1.6", "mkdocs-material>=9.5"],
+        # The documentation site (docs/, mkdocs.yml): `mkdocs serve` or `mkdocs build --strict`.
+        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5"],
         # The benchmark's baseline (benchmarks/run.py) and its profiler; never needed to export.
         "benchmark": ["py-spy>=0.3"],
     },
