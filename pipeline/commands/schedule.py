@@ -5,6 +5,7 @@ start time until stopped: each run's summary (or its failed JSON line) goes to s
 line, progress to stderr.
 """
 
+import argparse
 import dataclasses
 import logging
 
@@ -27,8 +28,15 @@ def register(commands) -> None:
     parser = commands.add_parser(
         "schedule",
         help="run a job file at its scheduled times",
-        description="Run a job file at each scheduled time until stopped, or list its next "
-        "start times. Flags not listed here are passed to Beam as pipeline options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run a job file (YAML, or a .dig workflow file) at each time its schedule gives,\n"
+        "until stopped, printing each run's summary line; or, with --next, list its next start\n"
+        "times and exit. Three runs in a row failing for a configuration reason disable it.\n"
+        "Flags not listed here go to Beam as pipeline options.",
+        epilog="examples:\n"
+        "  krux-export schedule daily_krux.yml --next 3\n"
+        "  krux-export schedule daily_krux.dig\n\n"
+        "reference: docs/jobs.md (schedules, cron rules, notifications), docs/workflows.md",
     )
     parser.add_argument("job_file", metavar="FILE", help="the job's YAML file, or a .dig workflow file")
     parser.add_argument("--next", dest="next_count", type=_count, metavar="N",
