@@ -10,6 +10,7 @@ import dataclasses
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipeline.krux.grouping import plan_partitions
 from pipeline.krux.lines import LineRules
 from pipeline.launcher.tunables import Tunables
 from pipeline.storage.inputs import Table
@@ -34,6 +35,7 @@ class ExportPlan:
     staging: str  # key prefix of this run's staging, ending in "/"
     run_id: str
     tunables: Tunables = Tunables()
+    spill_dir: str | None = None  # local directory for the grouping's shuffle (local runners)
 
 
 def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam.Pipeline:
@@ -47,7 +49,8 @@ def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam
         rules, [t.name for t in plan.tables], keep_invalid=keep_invalid
     )
     if settings.group_by_user:
-        to_lines = GroupByUser(rules.segment_attribute, partitions=plan.tunables.group_partitions)
+        partitions = plan.tunables.group_partitions or plan_partitions(sum(t.rows for t in plan.tables))
+        to_lines = GroupByUser(rules.segment_attribute, partitions=partitions, spill_dir=plan.spill_dir)
     else:
         to_lines = FormatLines(rules.segment_attribute)
     shard_reports = (
@@ -59,6 +62,7 @@ def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam
             plan.staging + SHARDS_DIR,
             settings.compression,
             target_bytes=plan.tunables.shard_target_bytes,
+            min_tail_bytes=plan.tunables.min_part_bytes,
         )
     )
     reports = [checked[CheckRecords.REPORTS], shard_reports]

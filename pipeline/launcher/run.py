@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import datetime
 import logging
+import tempfile
 import time
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
@@ -34,6 +35,7 @@ from pipeline.launcher.tunables import Tunables
 from pipeline.storage import inputs
 from pipeline.storage.stores import ObjectInfo, StoreSpec
 from transforms.rejects import join_rejects
+from transforms.spill import has_local_shuffle
 
 __all__ = ["RunResult", "resolve_target", "run_export"]
 
@@ -171,6 +173,21 @@ def resolve_target(settings: RunSettings) -> tuple[StoreSpec, str]:
 
 
 def _run_pipeline(plan: ExportPlan, settings: RunSettings, options: PipelineOptions) -> RunReport:
+    with _spill_dir(settings, options) as spill_dir:
+        return _run_graph(dataclasses.replace(plan, spill_dir=spill_dir), settings, options)
+
+
+@contextlib.contextmanager
+def _spill_dir(settings: RunSettings, options: PipelineOptions):
+    """A local directory for the grouping's shuffle on a local runner, removed after the run."""
+    if not (settings.group_by_user and has_local_shuffle(options)):
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="krux-spill-") as path:
+        yield path
+
+
+def _run_graph(plan: ExportPlan, settings: RunSettings, options: PipelineOptions) -> RunReport:
     pipeline = build_pipeline(settings, plan, options)
     log.info("running the pipeline (run %s)", plan.run_id)
     local_workers = options.view_as(DirectOptions).direct_running_mode == "multi_processing"
