@@ -31,16 +31,16 @@ class GroupByUser(beam.PTransform):
                  pass_triples: int = GROUP_TRIPLES):
         super().__init__()
         self._segment_attribute = segment_attribute
-        self._partitions = partitions
-        self._spill_dir = spill_dir
+        self.partitions = partitions
+        self.spill_dir = spill_dir
         self._pass_triples = pass_triples
 
     def expand(self, checked):
-        attribute, partitions = self._segment_attribute, self._partitions
-        if self._spill_dir is None:
+        attribute, partitions = self._segment_attribute, self.partitions
+        if self.spill_dir is None:
             runs = checked | "ToTriples" >> beam.FlatMap(_packed_triples, attribute, partitions)
         else:
-            runs = checked | "SpillTriples" >> beam.ParDo(SpillTriplesFn(attribute, partitions, self._spill_dir))
+            runs = checked | "SpillTriples" >> beam.ParDo(SpillTriplesFn(attribute, partitions, self.spill_dir))
         return (
             runs
             | "ShuffleByUser" >> beam.GroupByKey()
