@@ -40,8 +40,9 @@ PARTITION_ROWS = 750_000
 # than expected can be grouped in several passes without hashing its users again.
 SUB_BUCKETS = 256
 # Triples grouped in one pass: `group_lines` peaks near 170 bytes a triple (measured on the
-# benchmark data: 5.4M triples, 0.97 GiB; 2.7M, 0.62 GiB).
-GROUP_TRIPLES = 4_000_000
+# benchmark data: 5.4M triples, 0.97 GiB; 2.7M, 0.62 GiB). The benchmark's rows give 5.4
+# triples each, so a planned partition (750k rows, about 4M triples) takes one pass.
+GROUP_TRIPLES = 5_000_000
 
 # Largest (user, attr, value) code key packed into one int64 for sorting.
 _MAX_PACKED_KEY = np.iinfo(np.int64).max
