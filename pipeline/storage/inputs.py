@@ -15,14 +15,13 @@ import glob
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-
 from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from apache_beam.io.aws.clients.s3.messages import S3ClientError
 from apache_beam.io.aws import s3io
+from apache_beam.io.aws.clients.s3.messages import S3ClientError
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
