@@ -21,16 +21,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-from apache_beam.io.filesystem import CompressionTypes  # noqa: E402
-from apache_beam.io.filesystems import FileSystems  # noqa: E402
-from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
+import pyarrow as pa
+import pyarrow.parquet as pq
+import run
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
 
-import run  # noqa: E402  (benchmarks/run.py: its S3 server)
-from pipeline.krux.lines import LineRules  # noqa: E402
-from pipeline.launcher.beam_options import configure_filesystems  # noqa: E402
-from pipeline.storage import inputs  # noqa: E402
+from pipeline.krux.lines import LineRules
+from pipeline.launcher.beam_options import configure_filesystems
+from pipeline.storage import inputs
 
 
 def main() -> None:

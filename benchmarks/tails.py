@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.config.settings import RunSettings  # noqa: E402
-from pipeline.launcher import publish  # noqa: E402
-from pipeline.launcher.run import run_export  # noqa: E402
-from pipeline.storage.multipart import MIN_PART_BYTES  # noqa: E402
+from pipeline.config.settings import RunSettings
+from pipeline.launcher import publish
+from pipeline.launcher.run import run_export
+from pipeline.storage.multipart import MIN_PART_BYTES
 
 
 def main() -> None:

@@ -15,7 +15,14 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
-from pipeline.krux.grouping import GROUP_TRIPLES, group_lines, in_pass, passes_for, split_by_partition, to_triples
+from pipeline.krux.grouping import (
+    GROUP_TRIPLES,
+    group_lines,
+    in_pass,
+    passes_for,
+    split_by_partition,
+    to_triples,
+)
 from transforms.spill import IPC_OPTIONS, SpillTriplesFn, read_run
 
 __all__ = ["GroupByUser", "line_blocks"]

@@ -135,7 +135,7 @@ def _in_order(pool: ThreadPoolExecutor, fn, items) -> list:
     def attempt(item):
         try:
             return fn(item)
-        except Exception as error:  # raised by the caller in order
+        except Exception as error:  # noqa: BLE001 (raised by the caller, in order)
             return error
     return list(pool.map(attempt, items))
 
