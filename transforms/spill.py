@@ -8,6 +8,7 @@ through Beam. The directory is made and removed by the launcher; every worker of
 shares the machine, so they all see it.
 """
 
+import errno
 import os
 import uuid
 
@@ -17,6 +18,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
+from pipeline.errors import StorageError
 from pipeline.krux.grouping import split_by_partition, to_triples
 
 __all__ = ["IPC_OPTIONS", "LOCAL_RUNNERS", "SpillTriplesFn", "has_local_shuffle", "read_run"]
@@ -40,9 +42,19 @@ def has_local_shuffle(options: PipelineOptions) -> bool:
 def read_run(source) -> pa.Table:
     """A run's triples: `source` is a spill file's path or the run's bytes (Beam's shuffle)."""
     if isinstance(source, str):
-        with pa.input_stream(source) as stream:
-            return pa.ipc.open_stream(stream).read_all()
+        try:
+            with pa.input_stream(source) as stream:
+                return pa.ipc.open_stream(stream).read_all()
+        except OSError as error:
+            raise _spill_error(os.path.dirname(source), error) from error
     return pa.ipc.open_stream(pa.py_buffer(source)).read_all()
+
+
+def _spill_error(spill_dir: str, error: OSError) -> StorageError:
+    reason = error.strerror or (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if error.errno == errno.ENOSPC:
+        reason += " (the grouping needs about 70 bytes of disk a row: set TMPDIR to a disk with room)"
+    return StorageError(f"grouping by user: local spill directory {spill_dir}: {reason}")
 
 
 class SpillTriplesFn(beam.DoFn):
@@ -67,12 +79,22 @@ class SpillTriplesFn(beam.DoFn):
 
     def finish_bundle(self):
         self._flush()
-        for partition, (writer, path, count) in sorted(self._writers.items()):
-            writer.close()
-            yield WindowedValue((partition, (count, path)), 0, [GlobalWindow()])
+        runs = sorted(self._writers.items())
         self._writers = {}
+        for partition, (writer, path, count) in runs:
+            try:
+                writer.close()
+            except OSError as error:
+                raise _spill_error(self._spill_dir, error) from error
+            yield WindowedValue((partition, (count, path)), 0, [GlobalWindow()])
 
     def _flush(self):
+        try:
+            self._write_pending()
+        except OSError as error:  # a full disk, most likely
+            raise _spill_error(self._spill_dir, error) from error
+
+    def _write_pending(self):
         for partition, tables in self._pending.items():
             table = pa.concat_tables(tables)
             entry = self._writers.get(partition)

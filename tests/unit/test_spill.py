@@ -1,10 +1,13 @@
 """Where the grouping's shuffle goes: local runners spill to disk, the others keep Beam's shuffle."""
 
+import errno
+
 import pyarrow as pa
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from transforms.spill import IPC_OPTIONS, has_local_shuffle, read_run
+from pipeline.errors import StorageError
+from transforms.spill import IPC_OPTIONS, _spill_error, has_local_shuffle, read_run
 
 
 @pytest.mark.parametrize("runner", ["FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"])
@@ -27,3 +30,15 @@ def test_a_run_reads_the_same_from_a_spill_file_and_from_shuffled_bytes(tmp_path
 
     assert read_run(str(path)).equals(table)
     assert read_run(path.read_bytes()).equals(table)
+
+
+def test_a_spill_file_that_cannot_be_read_is_a_storage_error_naming_the_directory(tmp_path):
+    with pytest.raises(StorageError, match=f"local spill directory {tmp_path}: .*No such file"):
+        read_run(str(tmp_path / "gone.arrows"))
+
+
+def test_a_full_spill_disk_says_how_much_room_the_grouping_needs(tmp_path):
+    error = _spill_error(str(tmp_path), OSError(errno.ENOSPC, "No space left on device"))
+    assert isinstance(error, StorageError) and error.exit_code == 4
+    assert str(error) == (f"grouping by user: local spill directory {tmp_path}: No space left on device "
+                          "(the grouping needs about 70 bytes of disk a row: set TMPDIR to a disk with room)")
