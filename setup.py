@@ -23,6 +23,9 @@ setup(
         # igzip: standard gzip members at ~300 MB/s per core against zlib level 6's ~35 MB/s
         # (FACTS.md); the shard writer compresses in its own DoFn with it.
         "isal>=1.6",
+        # The progress bar on a terminal: pure Python, no dependencies of its own, and it
+        # handles unknown totals, rates, remaining time and terminal widths.
+        "tqdm>=4.66",
     ],
     extras_require={
         "test": ["pytest>=8", "moto[server]>=5.0", "hypothesis>=6.100"],

@@ -10,8 +10,9 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.krux.lines import LineRules, NormalizedBatch, build_lines, normalize
+from pipeline.krux.lines import InvalidReason, LineRules, NormalizedBatch, build_lines, normalize
 from pipeline.krux.report import RunReport
+from transforms import metrics
 
 __all__ = ["CheckRecords", "FormatLines", "CheckedBatch", "InvalidRows"]
 
@@ -38,6 +39,7 @@ class CheckRecords(beam.PTransform):
 
     Outputs: main (`CheckedBatch`), `INVALID_ROWS` (`InvalidRows`, only when `keep_invalid`),
     `REPORTS` (`RunReport`: rows read per table, invalid rows per reason, the first invalid row).
+    Invalid rows per reason are Beam counters too, for runner UIs.
     """
 
     INVALID_ROWS = "invalid_rows"
@@ -58,6 +60,7 @@ class _CheckRecordsFn(beam.DoFn):
         self._rules = rules
         self._table_order = {name: index for index, name in enumerate(table_order)}
         self._keep_invalid = keep_invalid
+        self._invalid_rows = {reason.value: metrics.counter(metrics.INVALID_ROWS, reason) for reason in InvalidReason}
 
     def process(self, element):
         table, first_row, batch = element
@@ -67,6 +70,8 @@ class _CheckRecordsFn(beam.DoFn):
         invalid_count = pc.sum(invalid).as_py() or 0
         if invalid_count:
             report.invalid = rows.invalid_counts()
+            for reason, count in report.invalid.items():
+                self._invalid_rows[reason].inc(count)
             report.first_invalid = self._describe_first(table, first_row, batch, rows, invalid)
             if self._keep_invalid:
                 yield beam.pvalue.TaggedOutput(

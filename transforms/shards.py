@@ -24,6 +24,8 @@ from apache_beam.utils.windowed_value import WindowedValue
 from isal import isal_zlib
 
 from pipeline.krux.report import RunReport
+from transforms import metrics
+from transforms.progress import ProgressChannel
 
 __all__ = ["WriteShards", "lines_buffer"]
 
@@ -54,16 +56,26 @@ def lines_buffer(lines: pa.Array) -> memoryview:
 
 
 class WriteShards(beam.PTransform):
-    """Writes line arrays as shards; outputs one `RunReport` (shards, lines) per shard."""
+    """Writes line arrays as shards; outputs one `RunReport` (shards, lines) per shard.
+
+    Counts lines, shards and their bytes (Beam counters), and reports shards to `progress`.
+    """
 
     TAILS = "tails"
 
-    def __init__(self, store_spec, prefix: str, compression: str, *, target_bytes: int | None = None,
-                 min_tail_bytes: int = MIN_TAIL_BYTES):
+    def __init__(
+        self,
+        store_spec,
+        prefix: str,
+        compression: str,
+        *,
+        target_bytes: int = SHARD_TARGET_BYTES,
+        min_tail_bytes: int = MIN_TAIL_BYTES,
+        progress: ProgressChannel | None = None,
+    ):
         super().__init__()
-        target_bytes = target_bytes or SHARD_TARGET_BYTES
-        self._fn = _WriteShardsFn(store_spec, prefix, compression, target_bytes, min_tail_bytes)
-        self._merge = _MergeTailsFn(store_spec, prefix, compression, target_bytes)
+        self._fn = _WriteShardsFn(store_spec, prefix, compression, target_bytes, progress, min_tail_bytes)
+        self._merge = _MergeTailsFn(store_spec, prefix, compression, target_bytes, progress)
 
     def expand(self, lines):
         written = lines | "PutShards" >> beam.ParDo(self._fn).with_outputs(self.TAILS, main="reports")
@@ -111,16 +123,42 @@ class _ShardWriter:
         return RunReport(shards=[[key, len(data)]], lines=self.lines)
 
 
-class _WriteShardsFn(beam.DoFn):
-    def __init__(self, store_spec, prefix, compression, target_bytes, min_tail_bytes):
+class _PutsShards(beam.DoFn):
+    """What both shard writers share: the store, the counters and the progress of their shards."""
+
+    def __init__(self, store_spec, prefix, compression, target_bytes, progress):
         self._store_spec = store_spec
         self._prefix = prefix
         self._gzip = compression == "gzip"
         self._target_bytes = target_bytes
-        self._min_tail_bytes = min_tail_bytes
+        self._progress = progress
+        self._progress_writer = None
+        self._lines_written = metrics.counter(metrics.LINES_WRITTEN)
+        self._shards_written = metrics.counter(metrics.SHARDS_WRITTEN)
+        self._shard_bytes = metrics.counter(metrics.SHARD_BYTES)
 
     def setup(self):
         self._store = self._store_spec.open()
+        self._progress_writer = self._progress.writer() if self._progress else None
+
+    def teardown(self):
+        if self._progress_writer:
+            self._progress_writer.close()
+
+    def _put(self, shard: "_ShardWriter", data: bytes | None = None) -> RunReport:
+        report = shard.put(data)
+        self._lines_written.inc(report.lines)
+        self._shards_written.inc()
+        self._shard_bytes.inc(report.shards[0][1])
+        if self._progress_writer:
+            self._progress_writer.add(shards=1)
+        return report
+
+
+class _WriteShardsFn(_PutsShards):
+    def __init__(self, store_spec, prefix, compression, target_bytes, progress, min_tail_bytes):
+        super().__init__(store_spec, prefix, compression, target_bytes, progress)
+        self._min_tail_bytes = min_tail_bytes
 
     def start_bundle(self):
         self._shard = self._new_shard()
@@ -131,7 +169,7 @@ class _WriteShardsFn(beam.DoFn):
             return
         self._shard.add(data, len(lines))
         if self._shard.size >= self._target_bytes or self._shard.input_size >= MAX_RATIO * self._target_bytes:
-            yield self._shard.put()
+            yield self._put(self._shard)
             self._shard = self._new_shard()
 
     def finish_bundle(self):
@@ -140,7 +178,7 @@ class _WriteShardsFn(beam.DoFn):
             return
         data = shard.body()
         if len(data) >= self._min_tail_bytes:
-            yield WindowedValue(shard.put(data), 0, [GlobalWindow()])
+            yield WindowedValue(self._put(shard, data), 0, [GlobalWindow()])
         else:
             yield beam.pvalue.TaggedOutput(
                 WriteShards.TAILS, WindowedValue((shard.lines, data), 0, [GlobalWindow()])
@@ -150,17 +188,8 @@ class _WriteShardsFn(beam.DoFn):
         return _ShardWriter(self._store, self._prefix, self._gzip)
 
 
-class _MergeTailsFn(beam.DoFn):
+class _MergeTailsFn(_PutsShards):
     """One key's bundle tails, concatenated into shards rolled at the target size."""
-
-    def __init__(self, store_spec, prefix, compression, target_bytes):
-        self._store_spec = store_spec
-        self._prefix = prefix
-        self._gzip = compression == "gzip"
-        self._target_bytes = target_bytes
-
-    def setup(self):
-        self._store = self._store_spec.open()
 
     def process(self, element):
         _, tails = element
@@ -168,10 +197,10 @@ class _MergeTailsFn(beam.DoFn):
         for lines, data in tails:
             shard.add_member(data, lines)
             if shard.size >= self._target_bytes:
-                yield shard.put()
+                yield self._put(shard)
                 shard = self._new_shard()
         if shard.lines:
-            yield shard.put()
+            yield self._put(shard)
 
     def _new_shard(self):
         # Tails are complete gzip members (or plain text): concatenated as they are.

@@ -26,6 +26,7 @@ from pipeline.config.connections import (
 )
 from pipeline.config.settings import DEFAULT_BUCKET, check_client_name
 from pipeline.errors import ConfigError, StorageError, UsageError
+from pipeline.krux import layout
 from pipeline.storage.s3 import describe_error, error_code, make_s3_client, parse_s3_uri
 
 __all__ = ["register"]

@@ -9,10 +9,11 @@ import dataclasses
 import logging
 
 from pipeline.commands.beam_flags import check_beam_args
-from pipeline.commands.summary import emit_line
+from pipeline.commands.summary import emit_line, failed_summary
 from pipeline.config.jobs import load_job, settings_with_overrides
 from pipeline.config.settings import COMPRESSIONS, RunSettings, SettingError, parse_date
 from pipeline.errors import UsageError
+from pipeline.outcomes.after_run import after_run
 
 __all__ = ["add_run_arguments", "launcher_run_export", "register", "run_settings"]
 
@@ -29,6 +30,7 @@ def register(commands) -> None:
     )
     add_run_arguments(parser)
     parser.add_argument("--job", metavar="FILE", help="a job file; flags given here override it")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr while the pipeline runs")
     parser.set_defaults(handler=_run_command, takes_beam_args=True)
 
 
@@ -96,9 +98,19 @@ def _flag_of(setting: str) -> str:
 def _run_command(args, beam_args, runtime) -> int:
     check_beam_args(beam_args)
     settings = run_settings(args, beam_args)
+    job = load_job(args.job) if args.job else None
     run_export = runtime.run_export or launcher_run_export()
-    result = run_export(settings, tunables=runtime.tunables)
-    emit_line(result.summary, settings.summary_json)
+    outcome = dict(export_name=settings.export_name, started_at=runtime.clock.now(),
+                   job_name=job.name if job else None, notify=job.notify if job else None)
+    try:
+        result = run_export(settings, tunables=runtime.tunables, show_progress=not args.quiet)
+    except BaseException as error:  # recorded, and told unless a signal stopped it; then main() reports it
+        after_run(failed_summary(error), tell=isinstance(error, Exception), **outcome)
+        raise
+    try:
+        emit_line(result.summary, settings.summary_json)
+    finally:
+        after_run(result.summary, **outcome)  # published, even if the summary file could not be written
     summary = result.summary
     log.info("published %s (%d bytes, %d lines)", summary["object_uri"], summary["bytes"], summary["lines_written"])
     return 0

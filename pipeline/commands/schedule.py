@@ -13,8 +13,10 @@ from pipeline.commands.run import launcher_run_export
 from pipeline.commands.summary import emit_line, failed_summary
 from pipeline.config.jobs import load_job
 from pipeline.errors import ConfigError, Interrupted, Terminated, UsageError
+from pipeline.outcomes.after_run import after_disabling, after_run
+from pipeline.outcomes.notify import webhook_problem
 from pipeline.schedule.cron import next_start_times
-from pipeline.schedule.loop import run_schedule
+from pipeline.schedule.loop import ScheduleDisabled, run_schedule
 
 __all__ = ["register"]
 
@@ -50,17 +52,27 @@ def _schedule_command(args, beam_args, runtime) -> int:
 
     def run_and_print(settings):
         """One export; its summary, or the failed JSON line, is printed as one line either way."""
+        outcome = dict(export_name=settings.export_name, started_at=runtime.clock.now(),
+                       job_name=job.name, notify=job.notify)
         try:
             result = run_export(settings, tunables=runtime.tunables)
         except (Exception, Interrupted, KeyboardInterrupt, Terminated) as error:
-            emit_line(failed_summary(error))
+            summary = failed_summary(error)
+            emit_line(summary)
+            after_run(summary, tell=isinstance(error, Exception), **outcome)
             raise
         emit_line(result.summary)
+        after_run(result.summary, **outcome)
         return result
 
     log.info("job %s: scheduled %r in %s, delay %s", job.name, job.schedule, job.timezone, job.delay)
+    if problem := webhook_problem(job.notify, job.name):
+        log.warning("%s: notifications by webhook will fail", problem)
     try:
         return run_schedule(job, run_and_print, runtime.clock)
+    except ScheduleDisabled as disabled:
+        after_disabling(failed_summary(disabled), job_name=job.name, notify=job.notify)
+        raise
     except (KeyboardInterrupt, Terminated, Interrupted) as signal:
         # Stopping is how a schedule ends: a run in progress has cleaned up and said so.
         stopped_by = "SIGINT" if isinstance(signal, KeyboardInterrupt) else "SIGTERM"

@@ -13,9 +13,11 @@ import zoneinfo
 
 import yaml
 
+from pipeline.config.notify import Notify, parse_notify
 from pipeline.config.settings import RunSettings, SettingError
+from pipeline.config.yaml_loader import PlainLoader
 from pipeline.errors import ConfigError
-from pipeline.schedule.cron import cron_fields
+from pipeline.schedule.cron import DEFAULT_SEMANTICS, SEMANTICS, cron_fields
 
 __all__ = ["Job", "load_job", "settings_with_overrides"]
 
@@ -35,7 +37,7 @@ _KEY_OF_SETTING = {
     **{key: f"source.{key}" for key in _COLUMN_KEYS},
 }
 _TOP_KEYS = ("name", "timezone", "schedule", "delay", "source", "result_connection", "result_settings",
-             *_DESTINATION_KEYS, "output_root", "rejects", "beam_args")
+             *_DESTINATION_KEYS, "output_root", "rejects", "beam_args", "cron_semantics", "notify")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -48,6 +50,8 @@ class Job:
     delay: datetime.timedelta = datetime.timedelta(0)
     settings: RunSettings
     path: str
+    cron_semantics: str = DEFAULT_SEMANTICS
+    notify: Notify | None = None
 
 
 def load_job(path) -> Job:
@@ -65,11 +69,18 @@ def load_job(path) -> Job:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         document.fail(f"timezone must be an IANA time zone name such as UTC or Europe/Berlin, got {timezone!r}")
     expression = document.string(top, "schedule")
+    cron_semantics = document.string(top, "cron_semantics") or DEFAULT_SEMANTICS
+    if cron_semantics not in SEMANTICS:
+        document.fail(f"cron_semantics must be one of {', '.join(SEMANTICS)}, got {cron_semantics!r}")
     if expression is not None:
         try:
-            cron_fields(expression)
+            cron_fields(expression, cron_semantics)
         except ValueError as error:
             document.fail(f"schedule {expression!r} {error}")
+    try:
+        notify = parse_notify(top.get("notify"), base_dir)
+    except ValueError as error:
+        document.fail(str(error))
     delay = _duration(document, top.get("delay"))
 
     source = document.mapping(top.get("source"), "source", required=True)
@@ -118,7 +129,8 @@ def load_job(path) -> Job:
         settings = RunSettings(**{key: value for key, value in given.items() if value is not None})
     except SettingError as error:
         document.fail(f"{_KEY_OF_SETTING.get(error.setting, error.setting)}: {error.problem}")
-    return Job(name=name, settings=settings, path=path, timezone=timezone, schedule=expression, delay=delay)
+    return Job(name=name, settings=settings, path=path, timezone=timezone, schedule=expression, delay=delay,
+               cron_semantics=cron_semantics, notify=notify)
 
 
 def settings_with_overrides(job_settings: RunSettings, overrides: dict) -> RunSettings:
@@ -150,8 +162,8 @@ def _relative_to(base_dir: str, location: str) -> str:
     return os.path.normpath(os.path.join(base_dir, os.path.expanduser(location)))
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice, which PyYAML would otherwise let the last one win."""
+class _UniqueKeyLoader(PlainLoader):
+    """PlainLoader that refuses a key given twice, which PyYAML would otherwise let the last one win."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()

@@ -18,6 +18,7 @@ from pipeline.storage.stores import StoreSpec
 from transforms.check import CheckRecords, FormatLines
 from transforms.group import GroupByUser
 from transforms.manifest import CombineReports, WriteManifest
+from transforms.progress import ProgressChannel
 from transforms.read import ReadTables
 from transforms.rejects import WriteRejects
 from transforms.shards import WriteShards
@@ -35,6 +36,7 @@ class ExportPlan:
     staging: str  # key prefix of this run's staging, ending in "/"
     run_id: str
     tunables: Tunables = Tunables()
+    progress: ProgressChannel | None = None  # workers' progress, on local runners (launcher.progress)
     spill_dir: str | None = None  # local directory for the grouping's shuffle (local runners)
 
 
@@ -44,7 +46,7 @@ def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam
     tasks = [task for table in plan.tables for task in table.tasks]
 
     p = beam.Pipeline(options=options)
-    batches = p | "ReadTables" >> ReadTables(tasks)
+    batches = p | "ReadTables" >> ReadTables(tasks, progress=plan.progress)
     checked = batches | "CheckRecords" >> CheckRecords(
         rules, [t.name for t in plan.tables], keep_invalid=keep_invalid
     )
@@ -63,6 +65,7 @@ def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam
             settings.compression,
             target_bytes=plan.tunables.shard_target_bytes,
             min_tail_bytes=plan.tunables.min_part_bytes,
+            progress=plan.progress,
         )
     )
     reports = [checked[CheckRecords.REPORTS], shard_reports]

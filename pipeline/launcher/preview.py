@@ -8,10 +8,9 @@ only the first `GROUPED_PREVIEW_ROWS` rows, which the caller says.
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.storage import inputs as tables
 from pipeline.krux.grouping import group_lines, to_triples
 from pipeline.krux.lines import LineRules, build_lines, normalize
-from pipeline.storage.inputs import read_task
+from pipeline.storage import inputs
 from transforms.shards import lines_buffer
 
 PREVIEW_BATCH_ROWS = 4096

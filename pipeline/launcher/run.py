@@ -31,6 +31,7 @@ from pipeline.launcher import publish
 from pipeline.launcher.beam_options import beam_options, configure_filesystems
 from pipeline.launcher.graph import MANIFEST_NAME, ExportPlan, build_pipeline
 from pipeline.launcher.local_workers import filtered_stderr, stop_children
+from pipeline.launcher.progress import RunProgress
 from pipeline.launcher.tunables import Tunables
 from pipeline.storage import inputs
 from pipeline.storage.stores import ObjectInfo, StoreSpec
@@ -50,9 +51,16 @@ class RunResult:
 
 
 def run_export(
-    settings: RunSettings, *, now: datetime.datetime | None = None, tunables: Tunables | None = None
+    settings: RunSettings,
+    *,
+    now: datetime.datetime | None = None,
+    tunables: Tunables | None = None,
+    show_progress: bool = False,
 ) -> RunResult:
-    """Runs one export. Raises `ExportError`s with exit codes, or `Interrupted` on a signal."""
+    """Runs one export. Raises `ExportError`s with exit codes, or `Interrupted` on a signal.
+
+    `show_progress`: rows read, shards written and time on stderr while the pipeline runs.
+    """
     started = time.monotonic()
     tunables = tunables or Tunables()
     now = now or datetime.datetime.now(datetime.timezone.utc)
@@ -78,10 +86,13 @@ def run_export(
     published = _Published()
     try:
         plan = ExportPlan(table_list, spec, staging, run_id, tunables)
-        size, replaced, report = _export_and_publish(settings, plan, options, store, final_key, day_dir, published)
+        size, replaced, report = _export_and_publish(
+            settings, plan, options, store, final_key, day_dir, published, show_progress
+        )
     except BaseException as error:
         swept_by_another_run = isinstance(error, StorageError) and _is_empty(store, staging)
-        _remove_staging_best_effort(store, staging)
+        # After a signal only seconds are left: a new client whose calls cannot hang.
+        _remove_staging_best_effort(store if isinstance(error, Exception) else spec.open(prompt=True), staging)
         if swept_by_another_run:
             raise StorageError(
                 f"run {run_id}: its staged shards were removed while it ran; another run of export "
@@ -115,8 +126,8 @@ class _Published:
     uri: str | None = None
 
 
-def _export_and_publish(settings, plan, options, store, final_key, day_dir, published: _Published):
-    report = _run_pipeline(plan, settings, options)
+def _export_and_publish(settings, plan, options, store, final_key, day_dir, published: _Published, show_progress):
+    report = _run_pipeline(plan, settings, options, show_progress)
     _check_report(settings, report)
     log.info("publishing %d lines from %d shards to %s", report.lines, len(report.shards), store.uri(final_key))
     publish_args = dict(day_dir=day_dir, export_name=settings.export_name, append=settings.append)
@@ -172,9 +183,9 @@ def resolve_target(settings: RunSettings) -> tuple[StoreSpec, str]:
     return StoreSpec(kind="s3", bucket=bucket, base=f"{client_name}/", **common), "uploads/"
 
 
-def _run_pipeline(plan: ExportPlan, settings: RunSettings, options: PipelineOptions) -> RunReport:
+def _run_pipeline(plan: ExportPlan, settings: RunSettings, options: PipelineOptions, show_progress: bool) -> RunReport:
     with _spill_dir(settings, options) as spill_dir:
-        return _run_graph(dataclasses.replace(plan, spill_dir=spill_dir), settings, options)
+        return _run_graph(dataclasses.replace(plan, spill_dir=spill_dir), settings, options, show_progress)
 
 
 @contextlib.contextmanager
@@ -187,23 +198,27 @@ def _spill_dir(settings: RunSettings, options: PipelineOptions):
         yield path
 
 
-def _run_graph(plan: ExportPlan, settings: RunSettings, options: PipelineOptions) -> RunReport:
-    pipeline = build_pipeline(settings, plan, options)
-    log.info("running the pipeline (run %s)", plan.run_id)
+def _run_graph(plan: ExportPlan, settings: RunSettings, options: PipelineOptions, show_progress: bool) -> RunReport:
     local_workers = options.view_as(DirectOptions).direct_running_mode == "multi_processing"
     result = None
-    with filtered_stderr() if local_workers else contextlib.nullcontext():
-        try:
-            result = pipeline.run()  # local runners return when done, remote ones once submitted
-            result.wait_until_finish()
-        except Exception as error:  # Beam wraps worker errors; recover ours by name
-            raise _pipeline_failure(error) from error
-        except BaseException:  # SIGTERM, Ctrl-C: no worker may write a shard after the cleanup
-            if local_workers:
-                stop_children()
-            if result is not None:
-                _cancel(result)
-            raise
+    tasks = [task for table in plan.tables for task in table.tasks]
+    with RunProgress(tasks, options, enabled=show_progress) as progress:
+        pipeline = build_pipeline(settings, dataclasses.replace(plan, progress=progress.channel), options)
+        log.info("running the pipeline (run %s)", plan.run_id)
+        with filtered_stderr() if local_workers else contextlib.nullcontext():
+            try:
+                progress.start()
+                result = pipeline.run()  # local runners return when done, remote ones once submitted
+                progress.follow(result)
+                result.wait_until_finish()
+            except Exception as error:  # Beam wraps worker errors; recover ours by name
+                raise _pipeline_failure(error) from error
+            except BaseException:  # SIGTERM, Ctrl-C: no worker may write a shard after the cleanup
+                if local_workers:
+                    stop_children()
+                if result is not None:
+                    _cancel(result)
+                raise
     store = plan.store_spec.open()
     return RunReport.from_json(store.get(plan.staging + MANIFEST_NAME))
 

@@ -58,6 +58,7 @@ class ReadTask:
     row_groups: tuple[int, ...] = ()
     first_row: int | None = None  # row number in the table of the task's first row
     columns: tuple[str, ...] = ()  # CSV header: every column is read as a string
+    rows: int | None = None  # from the Parquet footer; None for CSV (unknown until read)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,8 +205,9 @@ def _load_table(name: str, uri: str, paths: list[str], heads: list, rules: LineR
         check_columns(name, schema, rules, where=f" ({path})" if path != uri else "")
         columns = columns or tuple(schema.names)
         for group in _row_group_ranges(metadata):
-            tasks.append(ReadTask(name, path, "parquet", group, first_row))
-            first_row += sum(metadata.row_group(i).num_rows for i in group)
+            rows = sum(metadata.row_group(i).num_rows for i in group)
+            tasks.append(ReadTask(name, path, "parquet", group, first_row, rows=rows))
+            first_row += rows
     return Table(name, uri, tuple(tasks), columns, first_row - 1)
 
 
