@@ -3,6 +3,7 @@
 Newest last, as a table or, with `--json`, as the stored lines.
 """
 
+import argparse
 import json
 import logging
 
@@ -25,8 +26,14 @@ def register(commands) -> None:
     parser = commands.add_parser(
         "history",
         help="show an export's last runs",
-        description="Show the last runs of an export, newest last: when each started, its day, "
-        "status, counts and the object it published or why it failed.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Show the last runs of an export, newest last: when each started, its day,\n"
+        "status, counts and the object it published or why it failed. Every run of run, run --job\n"
+        "and schedule is recorded under $KRUX_EXPORT_HOME/history/.",
+        epilog="examples:\n"
+        "  krux-export history --job daily_krux.yml --last 5\n"
+        "  krux-export history --export-name first_party_segment --json\n\n"
+        "reference: docs/jobs.md, History",
     )
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--job", metavar="FILE", help="the export of this job file")

@@ -15,6 +15,7 @@ __all__ = [
     "GROUP_TRIPLES",
     "PARTITION_ROWS",
     "TRIPLES_SCHEMA",
+    "UNKNOWN_ROWS_PARTITIONS",
     "group_lines",
     "in_pass",
     "partition_ids",
@@ -36,6 +37,9 @@ _FMIX_C2 = np.uint64(0xC4CEB9FE1A85EC53)
 # A grouping partition holds about this many input rows, whatever the audience: the number
 # of partitions grows with the input instead (a 500M-row export has hundreds).
 PARTITION_ROWS = 750_000
+# Partitions when the input's row count is unknown before the run (a query's result): enough
+# for about 100M rows; a bigger result takes more passes a partition, not more memory.
+UNKNOWN_ROWS_PARTITIONS = 128
 # Finer hash buckets kept with each triple (its `bucket` column), so that a partition larger
 # than expected can be grouped in several passes without hashing its users again.
 SUB_BUCKETS = 256
@@ -140,10 +144,12 @@ def split_by_partition(triples: pa.Table, partitions: int) -> list[tuple[int, pa
     ]
 
 
-def plan_partitions(rows: int, rows_per_partition: int = PARTITION_ROWS) -> int:
-    """Grouping partitions for `rows` input rows: about `rows_per_partition` rows each."""
+def plan_partitions(rows: int | None, rows_per_partition: int = PARTITION_ROWS) -> int:
+    """Grouping partitions for `rows` input rows (None: unknown): `rows_per_partition` rows each."""
     if rows_per_partition < 1:
         raise ValueError(f"rows_per_partition must be at least 1, got {rows_per_partition}")
+    if rows is None:
+        return UNKNOWN_ROWS_PARTITIONS
     return max(1, -(-max(rows, 0) // rows_per_partition))
 
 

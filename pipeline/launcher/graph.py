@@ -1,6 +1,6 @@
 """`build_pipeline`: the export's Beam graph, built from plain arguments and not run.
 
-    tables → batches → CheckRecords → (GroupByUser | FormatLines) → WriteShards → staging
+    tables or query → batches → CheckRecords → (GroupByUser | FormatLines) → WriteShards → staging
                                    ↘ invalid rows → WriteRejects
     every step's RunReport → CombineReports → manifest in staging
 """
@@ -8,22 +8,26 @@
 import dataclasses
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline.krux.grouping import plan_partitions
 from pipeline.krux.lines import LineRules
 from pipeline.launcher.tunables import Tunables
 from pipeline.storage.inputs import Table
+from pipeline.storage.query import QUERY_TABLE, Query
 from pipeline.storage.stores import StoreSpec
 from transforms.check import CheckRecords, FormatLines
 from transforms.group import GroupByUser
 from transforms.manifest import CombineReports, WriteManifest
 from transforms.progress import ProgressChannel
+from transforms.query import ReadQuery
 from transforms.read import ReadTables
 from transforms.rejects import WriteRejects
 from transforms.shards import WriteShards
 
 SHARDS_DIR = "shards/"
+LOCAL_RUNNERS = (None, "FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
+"""Runners that keep a shuffle in memory: a query's batches are not reshuffled there."""
 MANIFEST_NAME = "manifest.json"
 
 
@@ -36,22 +40,29 @@ class ExportPlan:
     staging: str  # key prefix of this run's staging, ending in "/"
     run_id: str
     tunables: Tunables = Tunables()
+    query: Query | None = None  # the source instead of the tables, when the run has a query
     progress: ProgressChannel | None = None  # workers' progress, on local runners (launcher.progress)
     spill_dir: str | None = None  # local directory for the grouping's shuffle (local runners)
 
 
 def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam.Pipeline:
-    rules = LineRules(settings.user_column, settings.segment_column, settings.segment_attribute)
     keep_invalid = bool(settings.skip_invalid_records and settings.rejects)
-    tasks = [task for table in plan.tables for task in table.tasks]
 
     p = beam.Pipeline(options=options)
-    batches = p | "ReadTables" >> ReadTables(tasks, progress=plan.progress)
-    checked = batches | "CheckRecords" >> CheckRecords(
-        rules, [t.name for t in plan.tables], keep_invalid=keep_invalid
-    )
+    if plan.query:
+        rules, table_names = plan.query.rules, [QUERY_TABLE]
+        spread = options.view_as(StandardOptions).runner not in LOCAL_RUNNERS
+        batches = p | "ReadQuery" >> ReadQuery(plan.query, spread=spread)
+    else:
+        rules = LineRules(settings.user_column, settings.segment_column, settings.segment_attribute)
+        table_names = [t.name for t in plan.tables]
+        batches = p | "ReadTables" >> ReadTables(
+            [task for table in plan.tables for task in table.tasks], progress=plan.progress
+        )
+    checked = batches | "CheckRecords" >> CheckRecords(rules, table_names, keep_invalid=keep_invalid)
     if settings.group_by_user:
-        partitions = plan.tunables.group_partitions or plan_partitions(sum(t.rows for t in plan.tables))
+        rows = None if plan.query else sum(t.rows for t in plan.tables)  # a query's: unknown until run
+        partitions = plan.tunables.group_partitions or plan_partitions(rows)
         to_lines = GroupByUser(rules.segment_attribute, partitions=partitions, spill_dir=plan.spill_dir)
     else:
         to_lines = FormatLines(rules.segment_attribute)

@@ -44,7 +44,7 @@ class RunProgress:
         self._display: ProgressDisplay | None = None
         self._local = _is_local_runner(options)
         rows = [task.rows for task in tasks]
-        self.total_rows: int | None = sum(rows) if None not in rows else None  # CSV: unknown
+        self.total_rows: int | None = sum(rows) if rows and None not in rows else None  # CSV, query: unknown
         if not enabled:
             return
         if self._local:

@@ -34,6 +34,7 @@ from pipeline.launcher.local_workers import filtered_stderr, stop_children
 from pipeline.launcher.progress import RunProgress
 from pipeline.launcher.tunables import Tunables
 from pipeline.storage import inputs
+from pipeline.storage.query import QUERY_TABLE, query_of
 from pipeline.storage.stores import ObjectInfo, StoreSpec
 from transforms.rejects import join_rejects
 from transforms.spill import has_local_shuffle
@@ -68,8 +69,13 @@ def run_export(
     spec, uploads_dir = resolve_target(settings)
     options = beam_options(settings.beam_args)
     configure_filesystems(options)
-    table_list = inputs.tables_of(settings)
-    log.info("%d tables checked: %s", len(table_list), ", ".join(t.name for t in table_list))
+    query = query_of(settings, date, now)
+    table_list = [] if query else inputs.tables_of(settings)
+    if query:
+        log.info("query (%s) checked; tables it can read: %d", query.origin, len(query.tables))
+    else:
+        log.info("%d tables checked: %s", len(table_list), ", ".join(t.name for t in table_list))
+    table_names = [QUERY_TABLE] if query else [t.name for t in table_list]
 
     run_id = layout.new_run_id(now)
     staging = layout.staging_dir(settings.export_name, run_id)
@@ -85,7 +91,7 @@ def run_export(
         log.info("removed %d leftovers of earlier runs of %s", len(swept), settings.export_name)
     published = _Published()
     try:
-        plan = ExportPlan(table_list, spec, staging, run_id, tunables)
+        plan = ExportPlan(table_list, spec, staging, run_id, tunables, query=query)
         size, replaced, report = _export_and_publish(
             settings, plan, options, store, final_key, day_dir, published, show_progress
         )
@@ -111,7 +117,7 @@ def run_export(
         "bytes": size,
         "rows_read": {
             "total": sum(report.rows.values()),
-            "tables": {t.name: report.rows.get(t.name, 0) for t in table_list},
+            "tables": {name: report.rows.get(name, 0) for name in table_names},
         },
         "lines_written": report.lines,
         "invalid": dict(sorted(report.invalid.items())),

@@ -171,6 +171,14 @@ def check_columns(table: str, schema: pa.Schema, rules: LineRules, where: str = 
             raise SchemaError(f"{place}: column {field.name} is {field.type}, which cannot be written as text")
 
 
+def table_files(name: str, uri: str) -> tuple[str, list[str], tuple[str, ...]]:
+    """A table's format ("parquet" or "csv"), its data files in order, and a CSV's header."""
+    files = _table_files(name, uri)
+    if _is_csv(uri):
+        return "csv", files, tuple(_csv_header(name, uri))
+    return "parquet", files, ()
+
+
 def _table_files(name: str, uri: str) -> list[str]:
     """The files of a table: a CSV file, a Parquet file, or a directory's Parquet files."""
     if _is_csv(uri) or not _is_dir(uri):
@@ -361,7 +369,7 @@ def _list_dir(uri: str) -> list[str]:
 def _s3_keys(prefix: str) -> list[str]:
     """Every object URI starting with `prefix`."""
     try:
-        results = FileSystems.match([prefix + "*"])
+        results = FileSystems.match([prefix + "**"])  # Beam's `*` stops at "/": folders need `**`
     except Exception as error:
         raise StorageError(f"cannot list {prefix}: {_first_line(error)}") from error
     return sorted(metadata.path for result in results for metadata in result.metadata_list)

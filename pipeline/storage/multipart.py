@@ -1,6 +1,6 @@
 """Merge shards into one S3 object: plan the parts, then run one multipart upload.
 
-SPEC §4: the shards become the final object through a multipart upload whose parts are
+docs/destination.md, "How the file is built": the shards become the final object through a multipart upload whose parts are
 server-side copies of the shards (UploadPartCopy), so the data does not pass through the
 machine that merges. Only shards smaller than S3's part minimum cannot be copied as parts of
 their own; those are downloaded and uploaded in groups.
@@ -374,7 +374,7 @@ def _abort(client, bucket: str, key: str, upload_id: str) -> None:
     """Abort the upload; a failure here is logged, not raised, so the first error surfaces.
 
     A multipart upload left open after a failed abort is removed by the next run of the same
-    export (SPEC §4), which aborts every open upload under its keys.
+    export, which aborts every open upload under its keys.
     """
     try:
         client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)

@@ -82,7 +82,7 @@ class ObjectStore(abc.ABC):
     def compose(self, key: str, sources: list[ObjectInfo]) -> int:
         """Write the concatenation of `sources` at `key`, all at once; returns its size.
 
-        The order of `sources` may not be kept (SPEC: line order does not matter).
+        The order of `sources` may not be kept (Salesforce reads lines in any order).
         """
 
     @abc.abstractmethod

@@ -449,6 +449,11 @@ def test_a_500m_row_plan_has_hundreds_of_partitions_of_at_most_750k_rows():
     assert rows / partitions > grouping.PARTITION_ROWS * 0.99  # no more partitions than needed
 
 
+def test_an_unknown_row_count_plans_partitions_for_about_100m_rows():
+    assert grouping.plan_partitions(None) == grouping.UNKNOWN_ROWS_PARTITIONS
+    assert grouping.UNKNOWN_ROWS_PARTITIONS * grouping.PARTITION_ROWS >= 90_000_000
+
+
 def test_partition_sizing_refuses_an_empty_partition_size():
     with pytest.raises(ValueError, match="rows_per_partition"):
         grouping.plan_partitions(10, 0)

@@ -41,3 +41,24 @@ def test_a_flag_given_with_its_default_value_still_overrides_the_job_file(tmp_pa
     settings = run_with_job(tmp_path, capsys, "--compression=gzip", "--s3-region=eu-west-2")
     assert (settings.compression, settings.region) == ("gzip", "eu-west-2")
     assert settings.table_prefix == "seg_"
+
+
+def test_a_query_on_the_command_line_replaces_the_job_files_query_file(tmp_path, capsys):
+    job = tmp_path / "job.yml"
+    (tmp_path / "daily.sql").write_text("SELECT user_id, td_segment FROM segment_a\n")
+    job.write_text(textwrap.dedent("""\
+        name: daily_krux
+        query: daily.sql
+        source: {database: ./db}
+        output_root: ./out
+        result_settings: {export_type: first_party_segment}
+        """))
+    seen = []
+
+    def run_export(settings, **_):
+        seen.append(settings)
+        return RunResult({"status": "succeeded", "object_uri": "x", "bytes": 1, "lines_written": 1})
+
+    argv = ["run", "--job", str(job), "--query", "SELECT 'u' AS user_id, 's' AS td_segment"]
+    assert cli.main(argv, runtime=cli.Runtime(run_export=run_export)) == 0, capsys.readouterr().err
+    assert (seen[0].query, seen[0].query_file) == ("SELECT 'u' AS user_id, 's' AS td_segment", None)

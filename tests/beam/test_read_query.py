@@ -1,0 +1,24 @@
+"""`ReadQuery` on TestPipeline: a query's result as `TableBatch`es, spread over workers or not."""
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.storage.query import plan_query
+from transforms.query import ReadQuery
+
+QUERY = "SELECT 'u' || i AS user_id, 's' || (i % 3) AS td_segment, i AS visits FROM range(10) t(i) ORDER BY i"
+
+
+@pytest.mark.parametrize("spread", [True, False], ids=["spread", "fused"])
+def test_read_query_yields_the_result_in_numbered_batches(spread):
+    query = plan_query(QUERY, "--query")
+    with BeamTestPipeline(runner="FnApiRunner") as p:
+        batches = p | ReadQuery(query, spread=spread, batch_rows=4)
+        rows = batches | "Rows" >> beam.FlatMap(
+            lambda b: [(b.table, b.first_row + i, row) for i, row in enumerate(b.batch.to_pylist())]
+        )
+        assert_that(rows, equal_to([
+            ("query", i + 1, {"user_id": f"u{i}", "td_segment": f"s{i % 3}", "visits": i}) for i in range(10)
+        ]))
