@@ -1,4 +1,4 @@
-"""One Krux line per user (SPEC §3, Grouping), from Arrow arrays without Beam.
+"""One Krux line per user (docs/line.md, Grouping), from Arrow arrays without Beam.
 
 A batch becomes `(user, attr, value)` triples; triples are spread over partitions by a stable
 hash of the user id; a partition's triples become one line per user. Everything works on
@@ -169,7 +169,7 @@ def in_pass(triples: pa.Table, number: int, passes: int) -> pa.Table:
 def group_lines(triples: pa.Table, segment_attribute: str) -> pa.Array:
     """One Krux line per distinct user of `triples`, each ending in `\\n`, ordered by user id.
 
-    SPEC §3 Grouping: each attribute's values are the union over the user's rows, repeats
+    docs/line.md, Grouping: each attribute's values are the union over the user's rows, repeats
     dropped, sorted by code point; the segment attribute first, then the others by name.
     Strings compare by UTF-8 bytes, which orders them as their code points. The triples hold
     no nulls (they come from valid rows); the lines are one large_string array.
