@@ -10,6 +10,7 @@ import dataclasses
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipeline.krux.grouping import plan_partitions
 from pipeline.krux.lines import LineRules
 from pipeline.launcher.tunables import Tunables
 from pipeline.storage.inputs import Table
@@ -41,6 +42,7 @@ class ExportPlan:
     tunables: Tunables = Tunables()
     query: Query | None = None  # the source instead of the tables, when the run has a query
     progress: ProgressChannel | None = None  # workers' progress, on local runners (launcher.progress)
+    spill_dir: str | None = None  # local directory for the grouping's shuffle (local runners)
 
 
 def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam.Pipeline:
@@ -59,7 +61,9 @@ def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam
         )
     checked = batches | "CheckRecords" >> CheckRecords(rules, table_names, keep_invalid=keep_invalid)
     if settings.group_by_user:
-        to_lines = GroupByUser(rules.segment_attribute, partitions=plan.tunables.group_partitions)
+        rows = None if plan.query else sum(t.rows for t in plan.tables)  # a query's: unknown until run
+        partitions = plan.tunables.group_partitions or plan_partitions(rows)
+        to_lines = GroupByUser(rules.segment_attribute, partitions=partitions, spill_dir=plan.spill_dir)
     else:
         to_lines = FormatLines(rules.segment_attribute)
     shard_reports = (
@@ -71,6 +75,7 @@ def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam
             plan.staging + SHARDS_DIR,
             settings.compression,
             target_bytes=plan.tunables.shard_target_bytes,
+            min_tail_bytes=plan.tunables.min_part_bytes,
             progress=plan.progress,
         )
     )

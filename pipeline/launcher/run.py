@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import datetime
 import logging
+import tempfile
 import time
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
@@ -36,6 +37,7 @@ from pipeline.storage import inputs
 from pipeline.storage.query import QUERY_TABLE, query_of
 from pipeline.storage.stores import ObjectInfo, StoreSpec
 from transforms.rejects import join_rejects
+from transforms.spill import has_local_shuffle
 
 __all__ = ["RunResult", "resolve_target", "run_export"]
 
@@ -188,6 +190,21 @@ def resolve_target(settings: RunSettings) -> tuple[StoreSpec, str]:
 
 
 def _run_pipeline(plan: ExportPlan, settings: RunSettings, options: PipelineOptions, show_progress: bool) -> RunReport:
+    with _spill_dir(settings, options) as spill_dir:
+        return _run_graph(dataclasses.replace(plan, spill_dir=spill_dir), settings, options, show_progress)
+
+
+@contextlib.contextmanager
+def _spill_dir(settings: RunSettings, options: PipelineOptions):
+    """A local directory for the grouping's shuffle on a local runner, removed after the run."""
+    if not (settings.group_by_user and has_local_shuffle(options)):
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="krux-spill-") as path:
+        yield path
+
+
+def _run_graph(plan: ExportPlan, settings: RunSettings, options: PipelineOptions, show_progress: bool) -> RunReport:
     local_workers = options.view_as(DirectOptions).direct_running_mode == "multi_processing"
     result = None
     tasks = [task for table in plan.tables for task in table.tasks]
