@@ -52,7 +52,7 @@ def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam
     if plan.query:
         rules, table_names = plan.query.rules, [QUERY_TABLE]
         spread = options.view_as(StandardOptions).runner not in LOCAL_RUNNERS
-        batches = p | "ReadQuery" >> ReadQuery(plan.query, spread=spread)
+        batches = p | "ReadQuery" >> ReadQuery(plan.query, spread=spread, progress=plan.progress)
     else:
         rules = LineRules(settings.user_column, settings.segment_column, settings.segment_attribute)
         table_names = [t.name for t in plan.tables]
