@@ -23,11 +23,21 @@ setup(
         # igzip: standard gzip members at ~300 MB/s per core against zlib level 6's ~35 MB/s
         # (FACTS.md); the shard writer compresses in its own DoFn with it.
         "isal>=1.6",
+        # The embedded SQL engine for --query: streams its result as Arrow batches and spills
+        # past its memory limit. 2.0 for `to_arrow_reader`; it needs no pyarrow pin (pip gives
+        # 2.0.1, tested with pyarrow 25).
+        "duckdb>=2.0",
+        # The progress bar on a terminal: pure Python, no dependencies of its own, and it
+        # handles unknown totals, rates, remaining time and terminal widths.
+        "tqdm>=4.66",
     ],
     extras_require={
-        "test": ["pytest>=8", "moto[server]>=5.0", "hypothesis>=6.100"],
+        # mkdocs: tests/docs builds the documentation site with --strict, so CI needs it too.
+        "test": ["pytest>=8", "moto[server]>=5.0", "hypothesis>=6.100", "mkdocs>=1.6", "mkdocs-material>=9.5"],
+        # The documentation site (docs/, mkdocs.yml): `mkdocs serve` or `mkdocs build --strict`.
+        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5"],
         # The benchmark's baseline (benchmarks/run.py) and its profiler; never needed to export.
-        "benchmark": ["duckdb>=1.3", "py-spy>=0.3"],
+        "benchmark": ["py-spy>=0.3"],
     },
     entry_points={"console_scripts": ["krux-export=pipeline.commands.cli:main"]},
 )

@@ -1,10 +1,10 @@
-"""The DuckDB baseline: the same Krux lines as ``krux-export run`` (SPEC §3), in one SQL query.
+"""The DuckDB baseline: the same Krux lines as ``krux-export run`` (docs/line.md), in one SQL query.
 
     python benchmarks/duckdb_export.py --database DIR --out FILE.txt[.gz] \
         [--group-by-user] [--compression gzip|none] [--threads 2]
 
 Reads every Parquet file directly under ``--database`` whose name starts with
-``--table-prefix`` (columns unioned by name), applies SPEC §3 (strip, split and de-duplicate
+``--table-prefix`` (columns unioned by name), applies docs/line.md's rules (strip, split and de-duplicate
 segments keeping the first occurrence, omit null and empty values, drop invalid rows as
 ``--skip-invalid-records`` would) and writes one line per row, or with ``--group-by-user`` one
 line per user (every value list the union, de-duplicated and sorted by code point, attributes
@@ -80,7 +80,7 @@ def build_query(
         else:
             raise SystemExit(f"column {name!r}: type {data_type} is not supported by this baseline")
 
-    # SPEC §3 checks, in its order; a row failing any of them is dropped.
+    # The checks of docs/line.md, in their order; a row failing any of them is dropped.
     invalid = [
         "u IS NULL OR u = ''",
         f"regexp_matches(u, {reserved_user})",

@@ -15,7 +15,7 @@ Writes ``DIR/segment_00.parquet`` ... with columns, in this order:
   padded values (`` US ``).
 - ``visits`` (int64): 5% null.
 
-Every row is valid under SPEC §3 (non-empty user, at least one segment, no reserved
+Every row is valid under docs/line.md's rules (non-empty user, at least one segment, no reserved
 characters, no value of 255 characters or more), so an export without
 ``--skip-invalid-records`` succeeds and writes one line per row. Same arguments, same bytes.
 

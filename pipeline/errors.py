@@ -1,4 +1,5 @@
-"""Errors a run can end with, each carrying its exit code (0 done, 2 usage or schema, 3 records, 4 storage, 1 else).
+"""Errors a run can end with, each carrying its exit code (0 done, 2 usage or schema, 3 records, 4 storage, 1 else;
+143 after SIGTERM, 130 after Ctrl-C).
 
 Only `pipeline.commands` turns them into an exit; everything else raises.
 """
@@ -48,13 +49,15 @@ class Terminated(BaseException):
     """SIGTERM, raised in the main thread so every `finally` cleans up as for Ctrl-C."""
 
 
+SIGNAL_EXIT_CODES = {"SIGTERM": 143, "SIGINT": 130}
+"""128 + the signal's number, as a shell reports a process the signal ended."""
+
+
 class Interrupted(BaseException):
     """A run stopped by SIGTERM or Ctrl-C, after cleaning up; says whether it had published.
 
     A BaseException, like the signal it comes from, so a schedule stops too.
     """
-
-    exit_code = 1
 
     def __init__(self, signal_name: str, published_uri: str | None = None):
         outcome = (
@@ -65,6 +68,7 @@ class Interrupted(BaseException):
         super().__init__(f"interrupted by {signal_name}; {outcome}")
         self.signal_name = signal_name
         self.published_uri = published_uri
+        self.exit_code = SIGNAL_EXIT_CODES[signal_name]
 
 
 def describe_failure(error: BaseException) -> tuple[int, str]:
@@ -72,9 +76,9 @@ def describe_failure(error: BaseException) -> tuple[int, str]:
     if isinstance(error, (ExportError, Interrupted)):
         exit_code, reason = error.exit_code, str(error)
     elif isinstance(error, Terminated):
-        exit_code, reason = 1, "interrupted by SIGTERM"
+        exit_code, reason = SIGNAL_EXIT_CODES["SIGTERM"], "interrupted by SIGTERM"
     elif isinstance(error, KeyboardInterrupt):
-        exit_code, reason = 1, "interrupted by SIGINT"
+        exit_code, reason = SIGNAL_EXIT_CODES["SIGINT"], "interrupted by SIGINT"
     else:
         exit_code, reason = 1, (f"unexpected error: {type(error).__name__}: {error}".splitlines() or ["failed"])[0]
     return exit_code, " ".join(reason.split()) or "failed"

@@ -4,8 +4,12 @@ moto enforces S3's rules (the part minimum, DeleteObjects, multipart uploads), w
 boto3 would not. One server runs per session; each test gets a fresh bucket.
 """
 
+import http.server
+import json
 import logging
 import os
+import threading
+import time
 import uuid
 
 import pytest
@@ -93,3 +97,36 @@ def bucket(s3):
 def min_part_bytes():
     """The moto server's part minimum, for tests to pass as the merge's part minimum."""
     return MOTO_MIN_PART_BYTES
+
+
+class _WebhookHandler(http.server.BaseHTTPRequestHandler):
+    """Records each POST as (path, Content-Type, JSON body); answers `status` after `delay_s`."""
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append((self.path, self.headers["Content-Type"], json.loads(body)))
+        time.sleep(self.server.delay_s)
+        self.send_response(self.server.status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook():
+    """A real HTTP server on 127.0.0.1 taking webhook POSTs; `url` holds a token in its path.
+
+    Set `status` (default 204) or `delay_s` to make it fail; `received` lists what came.
+    """
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WebhookHandler)
+    server.daemon_threads = True
+    server.received, server.status, server.delay_s = [], 204, 0.0
+    server.token = "T0KEN-s3cret-abc123"
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/{server.token}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()

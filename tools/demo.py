@@ -27,7 +27,7 @@ DEMO_BUCKET = "krux-partners"
 
 def write_sample(directory: str) -> None:
     """Four segment tables in three shapes (Parquet file, Parquet directory, CSV), and one
-    table that is not a segment table. Includes SPEC §3's example row and three invalid rows."""
+    table that is not a segment table. Includes the reference example row of docs/line.md and three invalid rows."""
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     seen = datetime.datetime(2026, 11, 27, 9, 30, tzinfo=datetime.timezone.utc)

@@ -14,9 +14,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.errors import InvalidRecordsError, StorageError
-from pipeline.krux.lines import LineRules, NormalizedBatch, build_lines, normalize
+from pipeline.krux.lines import InvalidReason, LineRules, NormalizedBatch, build_lines, normalize
 from pipeline.krux.report import RunReport
 from pipeline.storage.stores import StoreSpec
+from transforms import metrics
 
 __all__ = ["CheckRecords", "FormatLines", "CheckedBatch", "InvalidRows", "StopSignal"]
 
@@ -63,6 +64,7 @@ class CheckRecords(beam.PTransform):
 
     Outputs: main (`CheckedBatch`), `INVALID_ROWS` (`InvalidRows`, only when `keep_invalid`),
     `REPORTS` (`RunReport`: rows read per table, invalid rows per reason).
+    Invalid rows per reason are Beam counters too, for runner UIs.
     With `stop`, the first invalid row raises `InvalidRecordsError` instead (fail fast).
     """
 
@@ -84,6 +86,7 @@ class _CheckRecordsFn(beam.DoFn):
         self._rules = rules
         self._keep_invalid = keep_invalid
         self._stop = stop
+        self._invalid_rows = {reason.value: metrics.counter(metrics.INVALID_ROWS, reason) for reason in InvalidReason}
 
     def setup(self):
         self._stop_store = self._stop.store_spec.open() if self._stop else None
@@ -101,6 +104,8 @@ class _CheckRecordsFn(beam.DoFn):
             self._check_stop()
         if invalid_count:
             report.invalid = rows.invalid_counts()
+            for reason, count in report.invalid.items():
+                self._invalid_rows[reason].inc(count)
             if self._keep_invalid:
                 yield beam.pvalue.TaggedOutput(
                     CheckRecords.INVALID_ROWS, InvalidRows(table, batch.filter(invalid), rows.reasons.filter(invalid))

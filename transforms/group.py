@@ -1,55 +1,98 @@
-"""`GroupByUser`: one Krux line per user across all tables (SPEC §3, Grouping).
+"""`GroupByUser`: one Krux line per user across all tables (docs/line.md, Grouping).
 
 Rows become (user, attribute, value) triples in Arrow tables, split by a stable hash of the
-user id into partitions; the shuffle moves one compressed Arrow IPC stream per batch and
-partition, never a Python object per row, and each worker groups its partitions with pyarrow.
-No worker holds all users: a partition holds about 1/`partitions` of them. Compression matters
-on one machine, where the DirectRunner keeps the whole shuffle in memory.
+user id into partitions sized from the input (`plan_partitions`: about 750k rows each, so a
+500M-row export has hundreds). The shuffle never moves a Python object per row:
+- on a runner with a shuffle service (Dataflow, Flink, portable), Beam's GroupByKey moves one
+  compressed Arrow IPC stream per batch and partition;
+- on a local runner, whose GroupByKey would hold everything in the launcher, the triples go to
+  compressed runs on the local disk (`transforms.spill`) and only their paths are shuffled.
+Each partition is then grouped with pyarrow in passes of at most `GROUP_TRIPLES` triples, and
+its lines leave in blocks of a few MiB, so `WriteShards` rolls them into several shards.
 """
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 
-from pipeline.krux.grouping import group_lines, split_by_partition, to_triples
+from pipeline.krux.grouping import (
+    GROUP_TRIPLES,
+    group_lines,
+    in_pass,
+    passes_for,
+    split_by_partition,
+    to_triples,
+)
+from transforms.spill import IPC_OPTIONS, SpillTriplesFn, read_run
 
-__all__ = ["GroupByUser"]
+__all__ = ["GroupByUser", "line_blocks"]
 
-DEFAULT_PARTITIONS = 32
+# Lines leave the grouping in blocks of about this many bytes.
+LINE_BLOCK_BYTES = 4 * 1024 * 1024
 
 
 class GroupByUser(beam.PTransform):
-    """`CheckedBatch`es into line arrays, one per partition of users."""
+    """`CheckedBatch`es into line arrays of a few MiB, every user's line in exactly one."""
 
-    def __init__(self, segment_attribute: str, *, partitions: int = DEFAULT_PARTITIONS):
+    def __init__(self, segment_attribute: str, *, partitions: int, spill_dir: str | None = None,
+                 pass_triples: int = GROUP_TRIPLES):
         super().__init__()
         self._segment_attribute = segment_attribute
-        self._partitions = partitions
+        self.partitions = partitions
+        self.spill_dir = spill_dir
+        self._pass_triples = pass_triples
 
     def expand(self, checked):
-        attribute, partitions = self._segment_attribute, self._partitions
+        attribute, partitions = self._segment_attribute, self.partitions
+        if self.spill_dir is None:
+            runs = checked | "ToTriples" >> beam.FlatMap(_packed_triples, attribute, partitions)
+        else:
+            runs = checked | "SpillTriples" >> beam.ParDo(SpillTriplesFn(attribute, partitions, self.spill_dir))
         return (
-            checked
-            | "ToTriples" >> beam.FlatMap(_partitioned_triples, attribute, partitions)
+            runs
             | "ShuffleByUser" >> beam.GroupByKey()
-            | "BuildUserLines" >> beam.MapTuple(lambda _, packed: group_lines(_unpack(packed), attribute))
+            | "BuildUserLines" >> beam.ParDo(_GroupPartitionFn(attribute, self._pass_triples))
         )
 
 
-def _partitioned_triples(checked, attribute: str, partitions: int):
+def _packed_triples(checked, attribute: str, partitions: int):
     for partition, triples in split_by_partition(to_triples(checked.rows, attribute), partitions):
-        yield partition, _pack(triples)
-
-
-_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
+        yield partition, (triples.num_rows, _pack(triples))
 
 
 def _pack(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema, options=_IPC_OPTIONS) as writer:
+    with pa.ipc.new_stream(sink, table.schema, options=IPC_OPTIONS) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
 
 
-def _unpack(packed) -> pa.Table:
-    tables = [pa.ipc.open_stream(pa.py_buffer(data)).read_all() for data in packed]
-    return pa.concat_tables(tables).combine_chunks()
+class _GroupPartitionFn(beam.DoFn):
+    """A partition's lines from its runs (`(triples, path or bytes)` pairs), read once per pass."""
+
+    def __init__(self, segment_attribute: str, pass_triples: int):
+        self._attribute = segment_attribute
+        self._pass_triples = pass_triples
+
+    def process(self, element):
+        _, runs = element
+        passes = passes_for(sum(count for count, _ in runs), self._pass_triples)
+        for number in range(passes):
+            triples = pa.concat_tables([in_pass(read_run(source), number, passes) for _, source in runs])
+            lines = group_lines(triples, self._attribute)
+            del triples  # before the lines go downstream
+            yield from line_blocks(lines)
+
+
+def line_blocks(lines: pa.Array, block_bytes: int = LINE_BLOCK_BYTES):
+    """Zero-copy slices of `lines` holding about `block_bytes` of text each (at least a line)."""
+    if len(lines) == 0:
+        return
+    offsets = np.frombuffer(lines.buffers()[1], np.int64 if pa.types.is_large_string(lines.type) else np.int32)
+    offsets = offsets[lines.offset : lines.offset + len(lines) + 1].astype(np.int64) - offsets[lines.offset]
+    start = 0
+    while start < len(lines):
+        end = int(np.searchsorted(offsets, offsets[start] + block_bytes, side="right")) - 1
+        end = max(end, start + 1)
+        yield lines.slice(start, end - start)
+        start = end

@@ -9,36 +9,58 @@ import apache_beam as beam
 
 from pipeline.errors import SchemaError, StorageError
 from pipeline.storage.inputs import BATCH_ROWS, is_storage_failure, read_task
+from transforms import metrics
+from transforms.progress import ProgressChannel
 
 __all__ = ["ReadTables"]
 
 
 class ReadTables(beam.PTransform):
-    """Reads `ReadTask`s in parallel into `TableBatch`es."""
+    """Reads `ReadTask`s in parallel into `TableBatch`es.
 
-    def __init__(self, tasks, *, batch_rows: int = BATCH_ROWS):
+    Counts rows read per table (Beam counters), and reports them to `progress` if given.
+    """
+
+    def __init__(self, tasks, *, batch_rows: int = BATCH_ROWS, progress: ProgressChannel | None = None):
         super().__init__()
         self._tasks = list(tasks)
         self._batch_rows = batch_rows
+        self._progress = progress
 
     def expand(self, pbegin):
+        tables = sorted({task.table for task in self._tasks})
         # Create spreads the tasks over workers itself (its own reshuffle). A second reshuffle
         # only scrambled their order: in plan order, the local runner reads every table's first
         # rows first, so an invalid row near the start stops the run at once (fail fast).
         return (
             pbegin
             | "ListReadTasks" >> beam.Create(self._tasks)
-            | "ReadTask" >> beam.ParDo(_ReadTaskFn(self._batch_rows))
+            | "ReadTask" >> beam.ParDo(_ReadTaskFn(self._batch_rows, tables, self._progress))
         )
 
 
 class _ReadTaskFn(beam.DoFn):
-    def __init__(self, batch_rows: int):
+    def __init__(self, batch_rows: int, tables: list[str], progress: ProgressChannel | None):
         self._batch_rows = batch_rows
+        self._rows_read = {table: metrics.counter(metrics.ROWS_READ, table) for table in tables}
+        self._progress = progress
+        self._progress_writer = None
+
+    def setup(self):
+        self._progress_writer = self._progress.writer() if self._progress else None
+
+    def teardown(self):
+        if self._progress_writer:
+            self._progress_writer.close()
 
     def process(self, task):
         try:
-            yield from read_task(task, self._batch_rows)
+            for table_batch in read_task(task, self._batch_rows):
+                rows = table_batch.batch.num_rows
+                self._rows_read[task.table].inc(rows)
+                if self._progress_writer:
+                    self._progress_writer.add(rows=rows)
+                yield table_batch
         except Exception as error:  # whatever breaks here, the file is what the user must check
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             kind = StorageError if is_storage_failure(error) else SchemaError

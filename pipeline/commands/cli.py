@@ -3,7 +3,8 @@
 No export logic here. Each subcommand lives in its own module and registers itself. Every
 `run` that exits prints one JSON object as its last stdout line (the summary, or why it
 failed); progress goes to stderr. Exit codes: 0 done; 2 usage, configuration or schema;
-3 invalid records or empty result; 4 storage; 1 anything else.
+3 invalid records or empty result; 4 storage; 1 anything else; 143 stopped by SIGTERM and
+130 by Ctrl-C (128 + the signal's number, as shells report it).
 """
 
 import argparse
@@ -13,7 +14,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from pipeline.commands import connection, preview, run, schedule
+from pipeline.commands import connection, history, preview, run, schedule
 from pipeline.commands.beam_flags import flag_name
 from pipeline.commands.summary import emit_line, failed_summary, report_failure
 from pipeline.errors import ExportError, Interrupted, Terminated, UsageError
@@ -23,7 +24,7 @@ __all__ = ["Runtime", "build_parser", "main"]
 
 log = logging.getLogger("krux_export")
 
-SUBCOMMANDS = (run, preview, connection, schedule)
+SUBCOMMANDS = (run, preview, connection, schedule, history)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,6 +26,7 @@ from pipeline.config.connections import (
 )
 from pipeline.config.settings import DEFAULT_BUCKET, check_client_name
 from pipeline.errors import ConfigError, StorageError, UsageError
+from pipeline.krux import layout
 from pipeline.storage.s3 import describe_error, error_code, make_s3_client, parse_s3_uri
 
 __all__ = ["register"]
@@ -44,8 +45,18 @@ _KNOWN_CODES = {
 
 def register(commands) -> None:
     """Adds the `connection` subcommand to the CLI's subparsers."""
-    connection = commands.add_parser("connection", help="add, list, test or remove named connections",
-                                     description="Named connections to the partner bucket.")
+    connection = commands.add_parser(
+        "connection",
+        help="add, list, test or remove named connections",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Named connections to the partner's bucket: a client folder and the keys to write\n"
+        "there, kept in $KRUX_EXPORT_HOME/connections.yml (mode 0600). The secret is read from a\n"
+        "prompt or standard input, never from the command line, and never printed.",
+        epilog="examples:\n"
+        "  krux-export connection add my_dmp --client-name client-treasure-data --access-key-id AKIA...\n"
+        "  krux-export connection test my_dmp\n\n"
+        "reference: docs/connections.md",
+    )
     actions = connection.add_subparsers(dest="connection_command", required=True,
                                         parser_class=type(connection))
 

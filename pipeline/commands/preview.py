@@ -1,5 +1,6 @@
 """`krux-export preview`: the first lines a run would write, and the invalid rows among those read."""
 
+import argparse
 import logging
 
 from pipeline.commands.beam_flags import check_beam_args
@@ -15,8 +16,14 @@ def register(commands) -> None:
     parser = commands.add_parser(
         "preview",
         help="print the first lines a run would write; touches no storage",
-        description="Print the first Krux lines and the invalid rows among those read. "
-        "Takes run's options; destination options are ignored.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Print the first Krux lines a run would write, and count the invalid rows among\n"
+        "those read. Reads a small batch at a time and stops when it has enough lines; writes\n"
+        "nothing anywhere. Takes run's options; destination options are ignored.",
+        epilog="example:\n"
+        "  krux-export preview --database ./warehouse/activate_to_krux --user-column KUID \\\n"
+        "      --segment-column segment_name --limit 5\n\n"
+        "reference: docs/commands.md, docs/line.md",
     )
     add_run_arguments(parser)
     parser.add_argument("--limit", type=int, default=20, metavar="N", help="lines to print (default 20)")

@@ -9,10 +9,11 @@ import dataclasses
 import logging
 
 from pipeline.commands.beam_flags import check_beam_args
-from pipeline.commands.summary import emit_line
+from pipeline.commands.summary import emit_line, failed_summary
 from pipeline.config.jobs import load_job, settings_with_overrides
 from pipeline.config.settings import COMPRESSIONS, RunSettings, SettingError, parse_date
 from pipeline.errors import UsageError
+from pipeline.outcomes.after_run import after_run
 
 __all__ = ["add_run_arguments", "launcher_run_export", "register", "run_settings"]
 
@@ -25,17 +26,30 @@ def register(commands) -> None:
     parser = commands.add_parser(
         "run",
         help="export the day's file",
-        description="Run one export. Flags not listed here are passed to Beam as pipeline options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Export the tables (or a query's result) as the day's one Krux file: every row is\n"
+        "checked, lines are written as shards in staging, and the shards become the day's object in\n"
+        "one server-side merge that replaces the day's earlier file (or adds one, with --append).\n"
+        "The last line on stdout is the run's summary as JSON. Flags not listed here go to Beam as\n"
+        "pipeline options (--runner DataflowRunner ...).",
+        epilog="examples:\n"
+        "  krux-export run --connection my_dmp --database s3://warehouse/activate_to_krux \\\n"
+        "      --user-column KUID --segment-column segment_name --skip-invalid-records --group-by-user\n"
+        "  krux-export run --job daily_krux.yml --date 2026-11-27\n\n"
+        "reference: docs/commands.md (options), docs/line.md (the line and invalid rows),\n"
+        "docs/destination.md (where the file goes), docs/operations.md (summary, exit codes)",
     )
     add_run_arguments(parser)
-    parser.add_argument("--job", metavar="FILE", help="a job file; flags given here override it")
+    parser.add_argument("--job", metavar="FILE",
+                        help="a job file, or a .dig workflow file (docs/jobs.md); flags given here override it")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr while the pipeline runs")
     parser.set_defaults(handler=_run_command, takes_beam_args=True)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The options `run` and `preview` share; each one's `dest` is a `RunSettings` field."""
     defaults = RunSettings()
-    source = parser.add_argument_group("tables")
+    source = parser.add_argument_group("tables (docs/sources.md)")
     source.add_argument("--source", dest="sources", action="append", default=argparse.SUPPRESS, metavar="URI",
                         help="a Parquet file or directory, or a CSV file; local or s3://; a glob is allowed; repeatable")
     source.add_argument("--database", metavar="URI", default=argparse.SUPPRESS,
@@ -45,12 +59,20 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--segment-column", default=argparse.SUPPRESS, help=f"default: {defaults.segment_column}")
     source.add_argument("--segment-attribute", default=argparse.SUPPRESS,
                         help=f"the segment attribute's name in each line (default: {defaults.segment_attribute})")
-    target = parser.add_argument_group("destination")
+    query = parser.add_argument_group("query, instead of exporting the tables as they are (docs/sources.md, Queries)")
+    query.add_argument("--query", metavar="SQL", default=argparse.SUPPRESS,
+                       help="DuckDB SQL over the tables of --database (also as FOLDER.TABLE) and --source; "
+                       "its result's first columns are user_id and td_segment, strings; the others are attributes")
+    query.add_argument("--query-file", metavar="FILE", default=argparse.SUPPRESS, help="the same SQL, from a file")
+    query.add_argument("--query-memory-limit", metavar="SIZE", default=argparse.SUPPRESS,
+                       help="DuckDB's memory before it spills to disk, e.g. 4GB (default: a quarter of the machine's)")
+    target = parser.add_argument_group("destination (docs/destination.md, docs/connections.md)")
     target.add_argument("--connection", metavar="NAME", default=argparse.SUPPRESS,
                         help="a connection from connections.yml")
-    target.add_argument("--client-name", default=argparse.SUPPRESS)
-    target.add_argument("--bucket", default=argparse.SUPPRESS)
-    target.add_argument("--endpoint-url", default=argparse.SUPPRESS)
+    target.add_argument("--client-name", default=argparse.SUPPRESS,
+                        help="the client's folder in the bucket, without a connection")
+    target.add_argument("--bucket", default=argparse.SUPPRESS, help="default: the connection's, or krux-partners")
+    target.add_argument("--endpoint-url", default=argparse.SUPPRESS, help="an S3-compatible endpoint")
     target.add_argument("--s3-region", dest="region", metavar="REGION", default=argparse.SUPPRESS,
                         help="the partner bucket's region (Beam's own --region is Dataflow's)")
     target.add_argument("--output-root", metavar="URI", default=argparse.SUPPRESS,
@@ -62,18 +84,23 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"default: {defaults.compression}")
     target.add_argument("--append", action="store_true", default=argparse.SUPPRESS,
                         help="add a file to the day instead of replacing it")
-    records = parser.add_argument_group("records")
-    records.add_argument("--skip-invalid-records", action="store_true", default=argparse.SUPPRESS)
+    records = parser.add_argument_group("records (docs/line.md)")
+    records.add_argument("--skip-invalid-records", action="store_true", default=argparse.SUPPRESS,
+                         help="drop and count invalid rows instead of failing the run (exit 3)")
     records.add_argument("--rejects", metavar="URI", default=argparse.SUPPRESS,
                          help="write invalid rows here as JSON lines")
-    records.add_argument("--group-by-user", action="store_true", default=argparse.SUPPRESS)
-    records.add_argument("--allow-empty", action="store_true", default=argparse.SUPPRESS)
-    parser.add_argument("--summary-json", metavar="PATH", default=argparse.SUPPRESS)
+    records.add_argument("--group-by-user", action="store_true", default=argparse.SUPPRESS,
+                         help="one line per user across all tables")
+    records.add_argument("--allow-empty", action="store_true", default=argparse.SUPPRESS,
+                         help="publish an empty file when no line is valid (otherwise exit 3)")
+    parser.add_argument("--summary-json", metavar="PATH", default=argparse.SUPPRESS,
+                        help="also write the summary line to this file")
 
 
-def run_settings(args, beam_args) -> RunSettings:
+def run_settings(args, beam_args, job_settings: RunSettings | None = None) -> RunSettings:
     """The run's settings: the job file's (if any) with the given flags on top, or the flags'.
 
+    `job_settings`: a workflow task's, instead of those of the `--job` file.
     A broken rule names the flag: `--export-name: export name 'a-b' must match [A-Za-z0-9_]+`.
     """
     given = {name: value for name, value in vars(args).items() if name in _SETTING_FIELDS}
@@ -82,6 +109,8 @@ def run_settings(args, beam_args) -> RunSettings:
     given["beam_args"] = tuple(beam_args)
     job_file = getattr(args, "job", None)
     try:
+        if job_settings is not None:
+            return settings_with_overrides(job_settings, given)
         if job_file:
             return settings_with_overrides(load_job(job_file).settings, given)
         return RunSettings(**given)
@@ -95,10 +124,27 @@ def _flag_of(setting: str) -> str:
 
 def _run_command(args, beam_args, runtime) -> int:
     check_beam_args(beam_args)
-    settings = run_settings(args, beam_args)
+    job = load_job(args.job) if args.job else None
+    if job and job.tasks:  # a workflow: its tasks in file order; the first that fails stops it
+        for _, task_settings in job.tasks:
+            _run_once(run_settings(args, beam_args, task_settings), job, runtime, args.quiet)
+        return 0
+    return _run_once(run_settings(args, beam_args), job, runtime, args.quiet)
+
+
+def _run_once(settings: RunSettings, job, runtime, quiet: bool) -> int:
     run_export = runtime.run_export or launcher_run_export()
-    result = run_export(settings, tunables=runtime.tunables)
-    emit_line(result.summary, settings.summary_json)
+    outcome = dict(export_name=settings.export_name, started_at=runtime.clock.now(),
+                   job_name=job.name if job else None, notify=job.notify if job else None)
+    try:
+        result = run_export(settings, tunables=runtime.tunables, show_progress=not quiet)
+    except BaseException as error:  # recorded, and told unless a signal stopped it; then main() reports it
+        after_run(failed_summary(error), tell=isinstance(error, Exception), **outcome)
+        raise
+    try:
+        emit_line(result.summary, settings.summary_json)
+    finally:
+        after_run(result.summary, **outcome)  # published, even if the summary file could not be written
     summary = result.summary
     log.info("published %s (%d bytes, %d lines)", summary["object_uri"], summary["bytes"], summary["lines_written"])
     return 0

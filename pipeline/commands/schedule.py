@@ -5,6 +5,7 @@ start time until stopped: each run's summary (or its failed JSON line) goes to s
 line, progress to stderr.
 """
 
+import argparse
 import dataclasses
 import logging
 
@@ -13,8 +14,10 @@ from pipeline.commands.run import launcher_run_export
 from pipeline.commands.summary import emit_line, failed_summary
 from pipeline.config.jobs import load_job
 from pipeline.errors import ConfigError, Interrupted, Terminated, UsageError
+from pipeline.outcomes.after_run import after_disabling, after_run
+from pipeline.outcomes.notify import webhook_problem
 from pipeline.schedule.cron import next_start_times
-from pipeline.schedule.loop import run_schedule
+from pipeline.schedule.loop import ScheduleDisabled, run_schedule
 
 __all__ = ["register"]
 
@@ -25,10 +28,17 @@ def register(commands) -> None:
     parser = commands.add_parser(
         "schedule",
         help="run a job file at its scheduled times",
-        description="Run a job file at each scheduled time until stopped, or list its next "
-        "start times. Flags not listed here are passed to Beam as pipeline options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run a job file (YAML, or a .dig workflow file) at each time its schedule gives,\n"
+        "until stopped, printing each run's summary line; or, with --next, list its next start\n"
+        "times and exit. Three runs in a row failing for a configuration reason disable it.\n"
+        "Flags not listed here go to Beam as pipeline options.",
+        epilog="examples:\n"
+        "  krux-export schedule daily_krux.yml --next 3\n"
+        "  krux-export schedule daily_krux.dig\n\n"
+        "reference: docs/jobs.md (schedules, cron rules, notifications), docs/workflows.md",
     )
-    parser.add_argument("job_file", metavar="FILE", help="the job's YAML file")
+    parser.add_argument("job_file", metavar="FILE", help="the job's YAML file, or a .dig workflow file")
     parser.add_argument("--next", dest="next_count", type=_count, metavar="N",
                         help="print the next N start times (scheduled time plus delay) and exit")
     parser.set_defaults(handler=_schedule_command, takes_beam_args=True)
@@ -48,19 +58,36 @@ def _schedule_command(args, beam_args, runtime) -> int:
         job = dataclasses.replace(job, settings=settings)
     run_export = runtime.run_export or launcher_run_export()
 
+    def run_workflow(settings):
+        """A workflow's tasks in file order, each for the scheduled day; the first failure stops it."""
+        result = None
+        for _, task_settings in job.tasks:
+            result = run_and_print(task_settings.replace(date=settings.date, beam_args=settings.beam_args))
+        return result
+
     def run_and_print(settings):
         """One export; its summary, or the failed JSON line, is printed as one line either way."""
+        outcome = dict(export_name=settings.export_name, started_at=runtime.clock.now(),
+                       job_name=job.name, notify=job.notify)
         try:
             result = run_export(settings, tunables=runtime.tunables)
         except (Exception, Interrupted, KeyboardInterrupt, Terminated) as error:
-            emit_line(failed_summary(error))
+            summary = failed_summary(error)
+            emit_line(summary)
+            after_run(summary, tell=isinstance(error, Exception), **outcome)
             raise
         emit_line(result.summary)
+        after_run(result.summary, **outcome)
         return result
 
     log.info("job %s: scheduled %r in %s, delay %s", job.name, job.schedule, job.timezone, job.delay)
+    if problem := webhook_problem(job.notify, job.name):
+        log.warning("%s: notifications by webhook will fail", problem)
     try:
-        return run_schedule(job, run_and_print, runtime.clock)
+        return run_schedule(job, run_workflow if job.tasks else run_and_print, runtime.clock)
+    except ScheduleDisabled as disabled:
+        after_disabling(failed_summary(disabled), job_name=job.name, notify=job.notify)
+        raise
     except (KeyboardInterrupt, Terminated, Interrupted) as signal:
         # Stopping is how a schedule ends: a run in progress has cleaned up and said so.
         stopped_by = "SIGINT" if isinstance(signal, KeyboardInterrupt) else "SIGTERM"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.errors import ConfigError, UsageError
 from pipeline.config.settings import DEFAULT_BUCKET, check_client_name
+from pipeline.errors import ConfigError, UsageError
 
 __all__ = [
     "CONNECTIONS_FILE",
@@ -26,6 +26,7 @@ __all__ = [
     "connections_home",
     "load_connection",
     "remove_connection",
+    "resolve_env",
     "save_connection",
 ]
 
@@ -101,8 +102,8 @@ def load_connection(name: str, home: Path | str | None = None) -> Connection:
     return Connection(
         name=name,
         client_name=client_name,
-        access_key_id=_resolve(entry["access_key_id"], "access_key_id", where),
-        secret_access_key=_resolve(entry["secret_access_key"], "secret_access_key", where),
+        access_key_id=resolve_env(entry["access_key_id"], "access_key_id", where),
+        secret_access_key=resolve_env(entry["secret_access_key"], "secret_access_key", where),
         bucket=entry.get("bucket") or DEFAULT_BUCKET,
         region=entry.get("region") or DEFAULT_REGION,
         endpoint_url=endpoint_url,
@@ -192,7 +193,7 @@ def _read(path: Path) -> dict:
     return {str(name): entry for name, entry in data.items()}
 
 
-def _resolve(value: str, key: str, where: str) -> str:
+def resolve_env(value: str, key: str, where: str) -> str:
     """The value itself, or for `env:VARNAME` the variable's value; never echoes the value."""
     if not value.startswith(_ENV_PREFIX):
         return value

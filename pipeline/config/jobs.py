@@ -13,9 +13,12 @@ import zoneinfo
 
 import yaml
 
+from pipeline.config.notify import Notify, parse_notify
 from pipeline.config.settings import RunSettings, SettingError
+from pipeline.config.workflow import QueryContext, check_variables, read_query_file, read_workflow
+from pipeline.config.yaml_loader import PlainLoader
 from pipeline.errors import ConfigError
-from pipeline.schedule.cron import cron_fields
+from pipeline.schedule.cron import DEFAULT_SEMANTICS, SEMANTICS, cron_fields
 
 __all__ = ["Job", "load_job", "settings_with_overrides"]
 
@@ -35,7 +38,8 @@ _KEY_OF_SETTING = {
     **{key: f"source.{key}" for key in _COLUMN_KEYS},
 }
 _TOP_KEYS = ("name", "timezone", "schedule", "delay", "source", "result_connection", "result_settings",
-             *_DESTINATION_KEYS, "output_root", "rejects", "beam_args")
+             *_DESTINATION_KEYS, "output_root", "rejects", "beam_args", "cron_semantics", "notify", "query")
+WORKFLOW_SUFFIX = ".dig"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -48,13 +52,35 @@ class Job:
     delay: datetime.timedelta = datetime.timedelta(0)
     settings: RunSettings
     path: str
+    cron_semantics: str = DEFAULT_SEMANTICS
+    notify: Notify | None = None
+    tasks: tuple[tuple[str, RunSettings], ...] = ()  # a workflow's (task name, settings), in file order
 
 
 def load_job(path) -> Job:
-    """Reads and checks a job file; relative paths in it are taken from the file's folder."""
+    """Reads and checks a job file (YAML, or a `.dig` workflow); relative paths in it are taken
+    from the file's folder."""
     path = os.fspath(path)
+    if path.endswith(WORKFLOW_SUFFIX):
+        return _load_workflow(path)
     document = _JobFile(path)
-    top = document.mapping(document.parse(), "", required=True)
+    return _job_from(document, document.mapping(document.parse(), "", required=True))
+
+
+def _load_workflow(path: str) -> Job:
+    """A `.dig` file's tasks, each checked as a job file holding the workflow's shared keys."""
+    workflow = read_workflow(path)
+    jobs = [
+        _job_from(_JobFile(path, label=f"{path}: task +{task.name}"), {**workflow.document, **task.document},
+                  query_context=workflow.context)
+        for task in workflow.tasks
+    ]
+    tasks = tuple((task.name, job.settings) for task, job in zip(workflow.tasks, jobs))
+    return dataclasses.replace(jobs[0], tasks=tasks)
+
+
+def _job_from(document: "_JobFile", top: dict, *, query_context: QueryContext | None = None) -> Job:
+    path = document.path
     document.check_keys(top, _TOP_KEYS, "")
     base_dir = os.path.dirname(os.path.abspath(path))
 
@@ -65,14 +91,22 @@ def load_job(path) -> Job:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         document.fail(f"timezone must be an IANA time zone name such as UTC or Europe/Berlin, got {timezone!r}")
     expression = document.string(top, "schedule")
+    cron_semantics = document.string(top, "cron_semantics") or DEFAULT_SEMANTICS
+    if cron_semantics not in SEMANTICS:
+        document.fail(f"cron_semantics must be one of {', '.join(SEMANTICS)}, got {cron_semantics!r}")
     if expression is not None:
         try:
-            cron_fields(expression)
+            cron_fields(expression, cron_semantics)
         except ValueError as error:
             document.fail(f"schedule {expression!r} {error}")
+    try:
+        notify = parse_notify(top.get("notify"), base_dir)
+    except ValueError as error:
+        document.fail(str(error))
     delay = _duration(document, top.get("delay"))
 
-    source = document.mapping(top.get("source"), "source", required=True)
+    query = document.string(top, "query")
+    source = document.mapping(top.get("source"), "source", required=query is None)
     document.check_keys(source, _SOURCE_KEYS, "source.")
     sources = document.strings(source, "sources", "source.")
     single = document.string(source, "source", "source.")
@@ -80,7 +114,7 @@ def load_job(path) -> Job:
         document.fail("give source.sources (a list) or source.source (one), not both")
     sources += [single] if single is not None else []
     database = document.string(source, "database", "source.")
-    if not sources and database is None:
+    if not sources and database is None and query is None:
         document.fail("source needs database (with table_prefix) or sources")
 
     result = document.mapping(top.get("result_settings"), "result_settings", required=True)
@@ -102,6 +136,11 @@ def load_job(path) -> Job:
         return _relative_to(base_dir, location) if location is not None else None
 
     columns = {key: document.string(source, key, "source.") for key in _COLUMN_KEYS}
+    query_file = resolve(query)
+    if query_file is not None:
+        sql = read_query_file(query_file)  # refused now, not when the schedule first fires
+        if query_context is not None:
+            check_variables(sql, query_context, query_file)
     given = dict(
         sources=tuple(resolve(s) for s in sources),
         database=resolve(database),
@@ -109,6 +148,8 @@ def load_job(path) -> Job:
         output_root=resolve(output_root),
         rejects=resolve(rejects),
         beam_args=tuple(document.strings(top, "beam_args")),
+        query_file=query_file,
+        query_context=query_context,
         **columns,
         **named,
         **destination,
@@ -118,16 +159,20 @@ def load_job(path) -> Job:
         settings = RunSettings(**{key: value for key, value in given.items() if value is not None})
     except SettingError as error:
         document.fail(f"{_KEY_OF_SETTING.get(error.setting, error.setting)}: {error.problem}")
-    return Job(name=name, settings=settings, path=path, timezone=timezone, schedule=expression, delay=delay)
+    return Job(name=name, settings=settings, path=path, timezone=timezone, schedule=expression, delay=delay,
+               cron_semantics=cron_semantics, notify=notify)
 
 
 def settings_with_overrides(job_settings: RunSettings, overrides: dict) -> RunSettings:
     """The job's settings with the command line's values on top.
 
     A value of None means "not given" and keeps the job's; `beam_args` are appended to the
-    job's, so a flag given on the command line comes last and wins.
+    job's, so a flag given on the command line comes last and wins. A query given either
+    way replaces the job's query, whichever way the job gives it.
     """
     given = {key: value for key, value in overrides.items() if value is not None}
+    if given.keys() & {"query", "query_file"}:
+        given = {"query": None, "query_file": None, **given}
     if "beam_args" in given:
         given["beam_args"] = (*job_settings.beam_args, *given["beam_args"])
     return job_settings.replace(**given)
@@ -150,8 +195,8 @@ def _relative_to(base_dir: str, location: str) -> str:
     return os.path.normpath(os.path.join(base_dir, os.path.expanduser(location)))
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice, which PyYAML would otherwise let the last one win."""
+class _UniqueKeyLoader(PlainLoader):
+    """PlainLoader that refuses a key given twice, which PyYAML would otherwise let the last one win."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -168,11 +213,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 class _JobFile:
     """Reads typed values out of one job file, each error naming the file and the key path."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, *, label: str | None = None):
         self.path = path
+        self.label = label or path  # where messages say the error is
 
     def fail(self, message: str):
-        raise ConfigError(f"{self.path}: {message}")
+        raise ConfigError(f"{self.label}: {message}")
 
     def parse(self):
         try:

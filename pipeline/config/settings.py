@@ -10,6 +10,7 @@ import dataclasses
 import datetime
 import re
 
+from pipeline.config.workflow import QueryContext
 from pipeline.errors import ConfigError, UsageError
 
 __all__ = [
@@ -30,6 +31,7 @@ COMPRESSIONS = ("gzip", "none")
 
 CLIENT_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 EXPORT_NAME_PATTERN = re.compile(r"[A-Za-z0-9_]+")
+MEMORY_SIZE_PATTERN = re.compile(r"\d+(\.\d+)?\s*([KMGT]i?B|B)", re.IGNORECASE)
 ATTRIBUTE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 """Attribute names in a line: `:`, `;`, `,` or `^` in one would corrupt every line."""
 
@@ -90,6 +92,10 @@ class RunSettings:
     allow_empty: bool = False
     summary_json: str | None = None
     beam_args: tuple[str, ...] = ()
+    query: str | None = None  # SQL over the tables, instead of exporting them
+    query_file: str | None = None  # a file holding that SQL
+    query_memory_limit: str | None = None  # DuckDB's memory limit, e.g. "4GB"
+    query_context: QueryContext | None = None  # a workflow task's: its ${...} are substituted
 
     def __post_init__(self):
         _check(self)
@@ -119,4 +125,16 @@ def _check(settings: RunSettings) -> None:
     if settings.rejects and not settings.skip_invalid_records:
         raise SettingError(
             "rejects", "needs skip_invalid_records (without it the first invalid row stops the run)"
+        )
+    if settings.query is not None and settings.query_file is not None:
+        raise SettingError("query", "give a query or a query file, not both")
+    if settings.query is not None or settings.query_file is not None:
+        for setting in ("user_column", "segment_column"):
+            if getattr(settings, setting) != getattr(RunSettings, setting):
+                raise SettingError(
+                    setting, "does not apply to a query: its result's first two columns are user_id and td_segment"
+                )
+    if settings.query_memory_limit is not None and not MEMORY_SIZE_PATTERN.fullmatch(settings.query_memory_limit):
+        raise SettingError(
+            "query_memory_limit", f"must be a size such as 512MB or 4GB, got {settings.query_memory_limit!r}"
         )

@@ -1,4 +1,4 @@
-"""One Krux line per user (SPEC §3, Grouping), from Arrow arrays without Beam.
+"""One Krux line per user (docs/line.md, Grouping), from Arrow arrays without Beam.
 
 A batch becomes `(user, attr, value)` triples; triples are spread over partitions by a stable
 hash of the user id; a partition's triples become one line per user. Everything works on
@@ -11,7 +11,20 @@ import pyarrow.compute as pc
 
 from pipeline.krux.lines import NormalizedBatch
 
-__all__ = ["TRIPLES_SCHEMA", "group_lines", "partition_ids", "split_by_partition", "to_triples"]
+__all__ = [
+    "GROUP_TRIPLES",
+    "PARTITION_ROWS",
+    "TRIPLES_SCHEMA",
+    "UNKNOWN_ROWS_PARTITIONS",
+    "group_lines",
+    "in_pass",
+    "partition_ids",
+    "passes_for",
+    "plan_partitions",
+    "split_by_partition",
+    "to_triples",
+    "user_hashes",
+]
 
 TRIPLES_SCHEMA = pa.schema([("user", pa.string()), ("attr", pa.string()), ("value", pa.string())])
 
@@ -20,6 +33,20 @@ _FNV_OFFSET_BASIS = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 _FMIX_C1 = np.uint64(0xFF51AFD7ED558CCD)
 _FMIX_C2 = np.uint64(0xC4CEB9FE1A85EC53)
+
+# A grouping partition holds about this many input rows, whatever the audience: the number
+# of partitions grows with the input instead (a 500M-row export has hundreds).
+PARTITION_ROWS = 750_000
+# Partitions when the input's row count is unknown before the run (a query's result): enough
+# for about 100M rows; a bigger result takes more passes a partition, not more memory.
+UNKNOWN_ROWS_PARTITIONS = 128
+# Finer hash buckets kept with each triple (its `bucket` column), so that a partition larger
+# than expected can be grouped in several passes without hashing its users again.
+SUB_BUCKETS = 256
+# Triples grouped in one pass: `group_lines` peaks near 170 bytes a triple (measured on the
+# benchmark data: 5.4M triples, 0.97 GiB; 2.7M, 0.62 GiB). The benchmark's rows give 5.4
+# triples each, so a planned partition (750k rows, about 4M triples) takes one pass.
+GROUP_TRIPLES = 5_000_000
 
 # Largest (user, attr, value) code key packed into one int64 for sorting.
 _MAX_PACKED_KEY = np.iinfo(np.int64).max
@@ -69,7 +96,12 @@ def partition_ids(users: pa.Array | pa.ChunkedArray, partitions: int) -> np.ndar
     """
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
-    return (_hash_utf8(_hash_key(users)) % np.uint64(partitions)).astype(np.int64)
+    return (user_hashes(users) % np.uint64(partitions)).astype(np.int64)
+
+
+def user_hashes(users: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The 64-bit hash of each user id that `partition_ids` reduces (see there)."""
+    return _hash_utf8(_hash_key(users))
 
 
 # The hash loops once per byte position of the longest id, so a hostile 10 MB user id would
@@ -94,9 +126,15 @@ def _hash_key(users: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
 def split_by_partition(triples: pa.Table, partitions: int) -> list[tuple[int, pa.Table]]:
     """Split triples by the partition of their user, as `(partition, table)` for non-empty ones.
 
-    Each table is compact (taken, not sliced), so it serialises only its own rows.
+    Each table is compact (taken, not sliced), so it serialises only its own rows, and gains a
+    `bucket` column (uint8): the user's finer hash bucket within the partition (`in_pass`).
     """
-    ids = partition_ids(triples.column("user"), partitions)
+    if partitions < 1:
+        raise ValueError(f"partitions must be at least 1, got {partitions}")
+    hashes = user_hashes(triples.column("user"))
+    ids = (hashes % np.uint64(partitions)).astype(np.int64)
+    buckets = ((hashes // np.uint64(partitions)) % np.uint64(SUB_BUCKETS)).astype(np.uint8)
+    triples = triples.append_column("bucket", pa.array(buckets, pa.uint8()))
     order = np.argsort(ids, kind="stable")
     counts = np.bincount(ids, minlength=partitions)
     ends = np.cumsum(counts)
@@ -106,10 +144,32 @@ def split_by_partition(triples: pa.Table, partitions: int) -> list[tuple[int, pa
     ]
 
 
+def plan_partitions(rows: int | None, rows_per_partition: int = PARTITION_ROWS) -> int:
+    """Grouping partitions for `rows` input rows (None: unknown): `rows_per_partition` rows each."""
+    if rows_per_partition < 1:
+        raise ValueError(f"rows_per_partition must be at least 1, got {rows_per_partition}")
+    if rows is None:
+        return UNKNOWN_ROWS_PARTITIONS
+    return max(1, -(-max(rows, 0) // rows_per_partition))
+
+
+def passes_for(triples: int, budget: int = GROUP_TRIPLES) -> int:
+    """Passes that group `triples` triples at most about `budget` at a time (≤ SUB_BUCKETS)."""
+    return min(SUB_BUCKETS, max(1, -(-triples // budget)))
+
+
+def in_pass(triples: pa.Table, number: int, passes: int) -> pa.Table:
+    """The triples of pass `number` of `passes`: a user's triples are all in the same pass."""
+    if passes == 1:
+        return triples
+    buckets = triples.column("bucket").to_numpy()
+    return triples.filter(pa.array(buckets % passes == number))
+
+
 def group_lines(triples: pa.Table, segment_attribute: str) -> pa.Array:
     """One Krux line per distinct user of `triples`, each ending in `\\n`, ordered by user id.
 
-    SPEC §3 Grouping: each attribute's values are the union over the user's rows, repeats
+    docs/line.md, Grouping: each attribute's values are the union over the user's rows, repeats
     dropped, sorted by code point; the segment attribute first, then the others by name.
     Strings compare by UTF-8 bytes, which orders them as their code points. The triples hold
     no nulls (they come from valid rows); the lines are one large_string array.

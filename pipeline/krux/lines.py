@@ -1,4 +1,4 @@
-"""Krux lines from Arrow batches (SPEC §3): checks, rendering and line building.
+"""Krux lines from Arrow batches (docs/line.md): checks, rendering and line building.
 
 Everything works a column at a time with pyarrow compute and numpy; nothing loops over rows in
 Python. A column's values travel as a flat string array plus, per value, the index of its row
@@ -27,11 +27,11 @@ __all__ = [
 ]
 
 MAX_VALUE_CHARS = 254
-"""SPEC §3: a segment or string value of 255 code points or more is ``value_too_long``."""
+"""docs/line.md, `value_too_long`: a segment or string value of 255 code points or more is ``value_too_long``."""
 
 _USER_RESERVED = b"^\r\n"
 _VALUE_RESERVED = b"^;,\r\n"
-"""SPEC §3's reserved characters, all ASCII: in UTF-8 their bytes never occur inside another
+"""The reserved characters (docs/line.md, `reserved_character`), all ASCII: in UTF-8 their bytes never occur inside another
 character, so a byte scan of the data buffer finds exactly the values that hold them."""
 
 _MAX_STRING_BYTES = 2**31 - 1
@@ -53,7 +53,7 @@ _TICKS_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
 class InvalidReason(StrEnum):
-    """Why a row cannot be written, in the order SPEC §3 checks them."""
+    """Why a row cannot be written, in the order they are checked (docs/line.md, Invalid records)."""
 
     MISSING_USER_ID = "missing_user_id"
     RESERVED_CHARACTER = "reserved_character"
@@ -104,7 +104,7 @@ class NormalizedBatch:
 def attribute_type_supported(data_type: pa.DataType) -> bool:
     """Whether ``normalize`` can render a column of this type as attribute values.
 
-    Scalars of the types SPEC §3 names, and lists of them; the caller turns False into a
+    Scalars of the types docs/line.md names, and lists of them; the caller turns False into a
     schema error before any data is read.
     """
     if pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
@@ -113,7 +113,7 @@ def attribute_type_supported(data_type: pa.DataType) -> bool:
 
 
 def normalize(batch: pa.RecordBatch, rules: LineRules) -> NormalizedBatch:
-    """Strip, split, render and check one batch (SPEC §3), a column at a time.
+    """Strip, split, render and check one batch (docs/line.md), a column at a time.
 
     Every column other than the user and segment columns is an attribute, in batch order.
     """
@@ -144,7 +144,7 @@ def normalize(batch: pa.RecordBatch, rules: LineRules) -> NormalizedBatch:
 
 
 def build_lines(norm: NormalizedBatch, segment_attribute: str) -> pa.Array:
-    """One ``\\n``-terminated Krux line per row of ``norm`` (SPEC §3).
+    """One ``\\n``-terminated Krux line per row of ``norm`` (docs/line.md).
 
     ``<user>^<segment_attribute>:<v1>,<v2>;<attr>:<v1>...``: attributes without values are left
     out. Meant for valid rows only. The result is one contiguous array, so its data buffer is
@@ -220,7 +220,7 @@ def _decode_strings(array: pa.Array) -> pa.Array:
 
 
 def _split_segments(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """The segment column split on ``,``, each piece stripped (SPEC §3)."""
+    """The segment column split on ``,``, each piece stripped (docs/line.md)."""
     values, parents = _flatten(pc.split_pattern(_decode_strings(column), ","))
     return pc.utf8_trim_whitespace(values), parents
 
@@ -250,7 +250,7 @@ def _flatten(lists: pa.Array) -> tuple[pa.Array, np.ndarray]:
 
 
 def _drop_empty(values: pa.Array, parents: np.ndarray) -> tuple[pa.Array, np.ndarray]:
-    """SPEC §3: a null or empty value is omitted."""
+    """A null or empty value is omitted."""
     keep = pc.fill_null(pc.greater(pc.binary_length(values), 0), False)
     if keep.true_count == len(values):
         return values, parents
@@ -258,7 +258,7 @@ def _drop_empty(values: pa.Array, parents: np.ndarray) -> tuple[pa.Array, np.nda
 
 
 def _first_occurrences(values: pa.Array, parents: np.ndarray) -> tuple[pa.Array, np.ndarray]:
-    """Drops values repeated within a row, keeping the first occurrence (SPEC §3, segments).
+    """Drops values repeated within a row, keeping the first occurrence (docs/line.md, The segment attribute).
 
     No kernel does this, and ``distinct`` loses the order. Each (row, value) pair becomes one
     integer key; after a stable sort, the first of each run of equal keys is the first occurrence.
@@ -304,7 +304,7 @@ def render_text(values: pa.Array) -> pa.Array:
 
 
 def _render(values: pa.Array) -> pa.Array:
-    """Values of any supported scalar type as text (SPEC §3), null where there is nothing to write."""
+    """Values of any supported scalar type as text (docs/line.md), null where there is nothing to write."""
     if pa.types.is_dictionary(values.type):
         values = values.dictionary_decode()
     data_type = values.type
@@ -315,7 +315,7 @@ def _render(values: pa.Array) -> pa.Array:
     if pa.types.is_date(data_type):
         return _render_dates(values)
     # Strings, integers, booleans (true/false), decimals and nulls: Arrow's own cast already
-    # writes them the way SPEC §3 asks.
+    # writes them the way docs/line.md says.
     return values.cast(pa.string())
 
 
@@ -358,7 +358,7 @@ def _render_half_floats(values: pa.Array) -> pa.Array:
 
 
 def _render_timestamps(values: pa.Array) -> pa.Array:
-    """ISO-8601 in UTC with ``Z``; fractions kept, trailing zeros trimmed (SPEC §3).
+    """ISO-8601 in UTC with ``Z``; fractions kept, trailing zeros trimmed (docs/line.md).
 
     Arrow stores zoned timestamps as UTC instants already, so dropping the zone gives UTC
     wall time; a timestamp without a zone is taken as UTC.
@@ -381,7 +381,7 @@ def _render_timestamps(values: pa.Array) -> pa.Array:
 
 
 def _render_dates(values: pa.Array) -> pa.Array:
-    """``YYYY-MM-DD`` (SPEC §3) by Arrow's cast, the rare dates it cannot write by Python."""
+    """``YYYY-MM-DD`` (docs/line.md) by Arrow's cast, the rare dates it cannot write by Python."""
     ticks_per_day = 1 if pa.types.is_date32(values.type) else _SECONDS_PER_DAY * 1_000  # date64: ms
     rare, ticks = _outside_arrow_calendar(values, ticks_per_day)
     if not rare.any():
@@ -433,7 +433,7 @@ def _contains(text: pa.Array, pattern: str) -> np.ndarray:
 def _first_reasons(
     user: pa.Array, user_column: str, string_values: list, value_counts: np.ndarray
 ) -> tuple[pa.Array, pa.Array]:
-    """Per row, the first reason of SPEC §3's table that applies and the column that caused it.
+    """Per row, the first reason of docs/line.md's table (Invalid records) that applies and the column that caused it.
 
     Candidates are listed in priority order (reason, then user, segment, attribute columns) and
     applied in reverse, so the first one that holds for a row is the one left standing.

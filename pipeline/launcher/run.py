@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import datetime
 import logging
+import tempfile
 import time
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
@@ -33,10 +34,13 @@ from pipeline.launcher import rejects as rejects_file
 from pipeline.launcher.beam_options import beam_options, configure_filesystems
 from pipeline.launcher.graph import INVALID_ROW_NAME, MANIFEST_NAME, ExportPlan, build_pipeline
 from pipeline.launcher.local_workers import filtered_stderr, stop_children
+from pipeline.launcher.progress import RunProgress
 from pipeline.launcher.tunables import Tunables
 from pipeline.storage import inputs
+from pipeline.storage.query import QUERY_TABLE, query_of
 from pipeline.storage.stores import ObjectInfo, StoreSpec
 from transforms.rejects import RejectsTarget
+from transforms.spill import has_local_shuffle
 
 __all__ = ["RunResult", "resolve_target", "run_export"]
 
@@ -51,9 +55,16 @@ class RunResult:
 
 
 def run_export(
-    settings: RunSettings, *, now: datetime.datetime | None = None, tunables: Tunables | None = None
+    settings: RunSettings,
+    *,
+    now: datetime.datetime | None = None,
+    tunables: Tunables | None = None,
+    show_progress: bool = False,
 ) -> RunResult:
-    """Runs one export. Raises `ExportError`s with exit codes, or `Interrupted` on a signal."""
+    """Runs one export. Raises `ExportError`s with exit codes, or `Interrupted` on a signal.
+
+    `show_progress`: rows read, shards written and time on stderr while the pipeline runs.
+    """
     started = time.monotonic()
     tunables = tunables or Tunables()
     now = now or datetime.datetime.now(datetime.timezone.utc)
@@ -61,8 +72,13 @@ def run_export(
     spec, uploads_dir = resolve_target(settings)
     options = beam_options(settings.beam_args)
     configure_filesystems(options)
-    table_list = inputs.tables_of(settings)
-    log.info("%d tables checked: %s", len(table_list), ", ".join(t.name for t in table_list))
+    query = query_of(settings, date, now)
+    table_list = [] if query else inputs.tables_of(settings)
+    if query:
+        log.info("query (%s) checked; tables it can read: %d", query.origin, len(query.tables))
+    else:
+        log.info("%d tables checked: %s", len(table_list), ", ".join(t.name for t in table_list))
+    table_names = [QUERY_TABLE] if query else [t.name for t in table_list]
 
     run_id = layout.new_run_id(now)
     staging = layout.staging_dir(settings.export_name, run_id)
@@ -79,11 +95,14 @@ def run_export(
         log.info("removed %d leftovers of earlier runs of %s", len(swept), settings.export_name)
     published = _Published()
     try:
-        plan = ExportPlan(table_list, spec, staging, run_id, tunables, rejects=rejects)
-        size, replaced, report = _export_and_publish(settings, plan, options, store, final_key, day_dir, published)
+        plan = ExportPlan(table_list, spec, staging, run_id, tunables, query=query, rejects=rejects)
+        size, replaced, report = _export_and_publish(
+            settings, plan, options, store, final_key, day_dir, published, show_progress
+        )
     except BaseException as error:
         swept_by_another_run = isinstance(error, StorageError) and _is_empty(store, staging)
-        _remove_staging_best_effort(store, staging)
+        # After a signal only seconds are left: a new client whose calls cannot hang.
+        _remove_staging_best_effort(store if isinstance(error, Exception) else spec.open(prompt=True), staging)
         if rejects:
             _remove_rejects_best_effort(rejects, tunables, file=published.rejects and not published.uri)
         if swept_by_another_run:
@@ -106,7 +125,7 @@ def run_export(
         "bytes": size,
         "rows_read": {
             "total": sum(report.rows.values()),
-            "tables": {t.name: report.rows.get(t.name, 0) for t in table_list},
+            "tables": {name: report.rows.get(name, 0) for name in table_names},
         },
         "lines_written": report.lines,
         "invalid": dict(sorted(report.invalid.items())),
@@ -122,8 +141,8 @@ class _Published:
     rejects: bool = False  # the rejects file is written (a failure from then on removes it)
 
 
-def _export_and_publish(settings, plan, options, store, final_key, day_dir, published: _Published):
-    report = _run_pipeline(plan, settings, options)
+def _export_and_publish(settings, plan, options, store, final_key, day_dir, published: _Published, show_progress):
+    report = _run_pipeline(plan, settings, options, show_progress)
     _check_report(settings, report)
     if plan.rejects:  # before the object: a failure here must leave nothing published
         rejects_store = plan.rejects.store_spec.open(min_part_bytes=plan.tunables.min_part_bytes)
@@ -208,25 +227,44 @@ def resolve_target(settings: RunSettings) -> tuple[StoreSpec, str]:
     return StoreSpec(kind="s3", bucket=bucket, base=f"{client_name}/", **common), "uploads/"
 
 
-def _run_pipeline(plan: ExportPlan, settings: RunSettings, options: PipelineOptions) -> RunReport:
-    pipeline = build_pipeline(settings, plan, options)
-    log.info("running the pipeline (run %s)", plan.run_id)
+def _run_pipeline(plan: ExportPlan, settings: RunSettings, options: PipelineOptions, show_progress: bool) -> RunReport:
+    with _spill_dir(settings, options) as spill_dir:
+        return _run_graph(dataclasses.replace(plan, spill_dir=spill_dir), settings, options, show_progress)
+
+
+@contextlib.contextmanager
+def _spill_dir(settings: RunSettings, options: PipelineOptions):
+    """A local directory for the grouping's shuffle on a local runner, removed after the run."""
+    if not (settings.group_by_user and has_local_shuffle(options)):
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="krux-spill-") as path:
+        yield path
+
+
+def _run_graph(plan: ExportPlan, settings: RunSettings, options: PipelineOptions, show_progress: bool) -> RunReport:
     local_workers = options.view_as(DirectOptions).direct_running_mode == "multi_processing"
     result = None
-    with filtered_stderr() if local_workers else contextlib.nullcontext():
-        try:
-            result = pipeline.run()  # local runners return when done, remote ones once submitted
-            result.wait_until_finish()
-        except Exception as error:  # Beam wraps worker errors; recover ours by name
-            if local_workers:  # a bundle still in flight must not write after the cleanup
-                stop_children()
-            raise (_invalid_row_found(plan) or _pipeline_failure(error)) from error
-        except BaseException:  # SIGTERM, Ctrl-C: no worker may write a shard after the cleanup
-            if local_workers:
-                stop_children()
-            if result is not None:
-                _cancel(result)
-            raise
+    tasks = [task for table in plan.tables for task in table.tasks]
+    with RunProgress(tasks, options, enabled=show_progress) as progress:
+        pipeline = build_pipeline(settings, dataclasses.replace(plan, progress=progress.channel), options)
+        log.info("running the pipeline (run %s)", plan.run_id)
+        with filtered_stderr() if local_workers else contextlib.nullcontext():
+            try:
+                progress.start()
+                result = pipeline.run()  # local runners return when done, remote ones once submitted
+                progress.follow(result)
+                result.wait_until_finish()
+            except Exception as error:  # Beam wraps worker errors; recover ours by name
+                if local_workers:  # a bundle still in flight must not write after the cleanup
+                    stop_children()
+                raise (_invalid_row_found(plan) or _pipeline_failure(error)) from error
+            except BaseException:  # SIGTERM, Ctrl-C: no worker may write a shard after the cleanup
+                if local_workers:
+                    stop_children()
+                if result is not None:
+                    _cancel(result)
+                raise
     store = plan.store_spec.open()
     return RunReport.from_json(store.get(plan.staging + MANIFEST_NAME))
 

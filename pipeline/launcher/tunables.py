@@ -6,7 +6,6 @@ Amazon's limits stay constants where they are enforced; these are the knobs belo
 import dataclasses
 
 from pipeline.storage.multipart import MIN_PART_BYTES
-from transforms.group import DEFAULT_PARTITIONS
 from transforms.rejects import PART_TARGET_BYTES
 from transforms.shards import SHARD_TARGET_BYTES
 
@@ -19,7 +18,7 @@ class Tunables:
     """A shard rolls over at this size (compressed, or plain text)."""
     min_part_bytes: int = MIN_PART_BYTES
     """Smallest part of the day's multipart upload but the last (S3's minimum by default)."""
-    group_partitions: int = DEFAULT_PARTITIONS
-    """Partitions of users for `--group-by-user`."""
+    group_partitions: int | None = None
+    """Partitions of users for `--group-by-user`; None: from the input's row count."""
     rejects_part_bytes: int = PART_TARGET_BYTES
     """A part of the rejects file rolls over at this size."""

@@ -18,11 +18,15 @@ from typing import NoReturn, Protocol
 from pipeline.errors import ConfigError, UsageError, describe_failure
 from pipeline.schedule.cron import Timing, next_start_times, slots
 
-__all__ = ["Clock", "SystemClock", "run_schedule"]
+__all__ = ["Clock", "ScheduleDisabled", "SystemClock", "run_schedule"]
 
 log = logging.getLogger("krux_export")
 
 UTC = datetime.timezone.utc
+
+
+class ScheduleDisabled(ConfigError):
+    """Too many configuration failures in a row: the schedule stops itself (exit code 2)."""
 
 
 class ScheduledJob(Timing, Protocol):
@@ -70,8 +74,8 @@ def run_schedule(
     of the scheduled time. It returns anything (the summary) on success and raises an
     `ExportError` (or anything else, counted as exit code 1) on failure. Failures are logged
     and the loop goes on to the next slot, except that `max_config_failures` exit-2 failures
-    in a row raise `ConfigError` with the last reason. `KeyboardInterrupt` and other
-    BaseExceptions (the CLI's `Terminated`) from the clock or a run propagate at once.
+    in a row raise `ScheduleDisabled` (a `ConfigError`) with the last reason. `KeyboardInterrupt`
+    and other BaseExceptions (the CLI's `Terminated`) from the clock or a run propagate at once.
     """
     strikes = 0
     after = clock.now()
@@ -89,7 +93,7 @@ def run_schedule(
                       job.name, scheduled.isoformat(), exit_code, reason)
             strikes = strikes + 1 if exit_code == UsageError.exit_code else 0
             if strikes >= max_config_failures:
-                raise ConfigError(
+                raise ScheduleDisabled(
                     f"schedule disabled after {strikes} consecutive configuration failures: {reason}"
                 ) from error
             if strikes:

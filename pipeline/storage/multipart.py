@@ -1,6 +1,6 @@
 """Merge shards into one S3 object: plan the parts, then run one multipart upload.
 
-SPEC §4: the shards become the final object through a multipart upload whose parts are
+docs/destination.md, "How the file is built": the shards become the final object through a multipart upload whose parts are
 server-side copies of the shards (UploadPartCopy), so the data does not pass through the
 machine that merges. Only shards smaller than S3's part minimum cannot be copied as parts of
 their own; those are downloaded and uploaded in groups.
@@ -15,8 +15,10 @@ import enum
 import hashlib
 import logging
 import math
+import queue
 import tempfile
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -47,6 +49,9 @@ MAX_PARTS = 10_000
 
 COPY_WORKERS = 4
 """Parts copied or uploaded at once by `compose`; each is one request, mostly waiting on S3."""
+
+STOP_GRACE_S = 2.0
+"""How long a run stopped by a signal waits for the parts in flight before aborting the upload."""
 
 _SPOOL_BYTES = 32 * 1024**2
 """Size up to which an upload part is assembled in memory before spilling to a temp file."""
@@ -86,9 +91,9 @@ class Part:
 def plan_parts(
     shard_sizes: list[int],
     *,
-    min_part_bytes: int | None = None,
-    max_part_bytes: int | None = None,
-    max_parts: int | None = None,
+    min_part_bytes: int = MIN_PART_BYTES,
+    max_part_bytes: int = MAX_PART_BYTES,
+    max_parts: int = MAX_PARTS,
 ) -> list[Part]:
     """Plan the parts that concatenate the shards, in some order, into one object.
 
@@ -107,9 +112,7 @@ def plan_parts(
     `max_parts` parts. (Grouping is greedy: it gives up only when the small shards would need
     groups within one shard's size of `max_part_bytes`, a few terabytes with S3's limits.)
     """
-    min_bytes = MIN_PART_BYTES if min_part_bytes is None else min_part_bytes
-    max_bytes = MAX_PART_BYTES if max_part_bytes is None else max_part_bytes
-    max_count = MAX_PARTS if max_parts is None else max_parts
+    min_bytes, max_bytes, max_count = min_part_bytes, max_part_bytes, max_parts
     if min_bytes < 1 or max_bytes < 2 * min_bytes or max_count < 1:
         raise ValueError(
             f"part limits need min >= 1, max >= 2 * min and max_parts >= 1; got "
@@ -194,11 +197,15 @@ def compose(
     min_part_bytes: int = MIN_PART_BYTES,
     max_part_bytes: int = MAX_PART_BYTES,
     max_workers: int = COPY_WORKERS,
+    stop_client: Callable[[], object] | None = None,
 ) -> int:
     """Write the concatenation of `sources` (key, size) in `bucket` to `bucket/key`.
 
     The object appears only when the multipart upload completes; on any failure, interrupts
     included, the upload is aborted and the previous object at `key` stays as it was.
+    After a signal the abort goes out on a new client from `stop_client()` (short timeouts,
+    connections of its own), since `client`'s may all be waiting on S3; a part still in flight
+    after the grace could land after the abort, and the next run's sweep aborts what it leaves.
     Returns the object's size.
     Raises ValueError if the sources hold no bytes: an empty object is the caller's to write.
     """
@@ -227,7 +234,8 @@ def compose(
             if not _is_completed(client, bucket, key, etags):
                 raise
     except BaseException as exc:
-        _abort(client, bucket, key, upload_id)
+        stopped = not isinstance(exc, Exception)  # SIGTERM (Terminated), Ctrl-C
+        _abort(stop_client() if stopped and stop_client else client, bucket, key, upload_id)
         if isinstance(exc, _PartFailed):
             raise storage_error(exc.action, destination, exc.cause) from exc.cause
         if isinstance(exc, (BotoCoreError, ClientError)):
@@ -246,25 +254,62 @@ class _PartFailed(Exception):
 
 
 def _send_parts(client, bucket, key, upload_id, sources, plan, max_workers) -> list[str]:
-    """Copy or upload every part of the plan, a few at a time; returns the ETags in order."""
+    """Copy or upload every part of the plan, a few at a time; returns the ETags in order.
+
+    After a failed part, queued parts are not started and running ones are waited for (each
+    is bounded by the client's timeouts), so that none lands after the abort. After a signal,
+    they are waited for `STOP_GRACE_S` at most: a request S3 never answers must not hold a
+    stopped run. Daemon threads, not a ThreadPoolExecutor, for the same reason: the
+    interpreter joins an executor's threads at exit.
+    """
 
     def send(number: int, part: Part) -> str:
         if part.kind is PartKind.COPY:
             return _copy_part(client, bucket, key, upload_id, number, part.pieces[0], sources)
         return _upload_part(client, bucket, key, upload_id, number, part.pieces, sources)
 
-    executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="compose")
+    queued = queue.SimpleQueue()
+    for numbered_part in enumerate(plan, 1):
+        queued.put(numbered_part)
+    etags: list[str | None] = [None] * len(plan)
+    failures: list[BaseException] = []
+    stop = threading.Event()
+    worker_count = max(1, min(max_workers, len(plan)))
+    running = [worker_count]
+    running_lock = threading.Lock()
+    all_done = threading.Event()
+
+    def work() -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    number, part = queued.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    etags[number - 1] = send(number, part)
+                except BaseException as exc:
+                    failures.append(exc)
+                    stop.set()
+        finally:
+            with running_lock:
+                running[0] -= 1
+                if not running[0]:
+                    all_done.set()
+
+    for index in range(worker_count):
+        threading.Thread(target=work, name=f"compose-{index}", daemon=True).start()
+    # An Event, not Thread.join: a join that a signal interrupts marks a running thread as
+    # stopped (CPython 3.11), and the grace below would not wait for it.
     try:
-        futures = [executor.submit(send, n, part) for n, part in enumerate(plan, 1)]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in futures:
-            if future in done and future.exception() is not None:
-                raise future.exception()
-        return [future.result() for future in futures]
-    finally:
-        # Parts still in flight would be orphaned by an abort sent before they end: cancel the
-        # queued ones and wait for the running ones (one request each) before returning.
-        executor.shutdown(wait=True, cancel_futures=True)
+        all_done.wait()
+    except BaseException:  # SIGTERM, Ctrl-C: a short grace, then the abort goes out anyway
+        stop.set()
+        all_done.wait(STOP_GRACE_S)
+        raise
+    if failures:
+        raise failures[0]
+    return etags
 
 
 def _copy_part(client, bucket, key, upload_id, number, piece: Piece, sources) -> str:
@@ -329,7 +374,7 @@ def _abort(client, bucket: str, key: str, upload_id: str) -> None:
     """Abort the upload; a failure here is logged, not raised, so the first error surfaces.
 
     A multipart upload left open after a failed abort is removed by the next run of the same
-    export (SPEC §4), which aborts every open upload under its keys.
+    export, which aborts every open upload under its keys.
     """
     try:
         client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)

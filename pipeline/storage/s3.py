@@ -11,7 +11,6 @@ import time
 import boto3
 from botocore.config import Config
 from botocore.exceptions import (
-    BotoCoreError,
     ClientError,
     IncompleteReadError,
     ReadTimeoutError,
@@ -37,6 +36,9 @@ READ_TIMEOUT_S = 300
 
 RETRY_ATTEMPTS = 5
 """Attempts at one call, the first included; botocore's standard mode backs off up to 1+2+4+8 s."""
+
+STOP_TIMEOUT_S = 3
+"""Connect and read timeout of a prompt client (one try per call), which cleans up after a signal."""
 
 BODY_READ_ATTEMPTS = 5
 """Tries at one GetObject whose body breaks off; botocore retries the call, not the body."""
@@ -66,19 +68,22 @@ def make_s3_client(
     secret_access_key: str | None = None,
     region: str | None = None,
     endpoint_url: str | None = None,
+    prompt: bool = False,
 ):
     """A boto3 S3 client with explicit retries and timeouts.
 
     Without keys, boto3's standard credential chain applies (environment, profile, instance
-    role). An `endpoint_url` (an S3-compatible service) gets path-style addressing.
+    role). An `endpoint_url` (an S3-compatible service) gets path-style addressing. A `prompt`
+    client makes one short try per call: after a signal, the run has seconds left to clean up,
+    and a server that does not answer must not take them all.
     """
     if (access_key_id is None) != (secret_access_key is None):
         raise ConfigError("an access key id needs its secret access key, and the reverse")
     config = Config(
         # `total_max_attempts`: in a client Config, botocore's `max_attempts` counts retries only.
-        retries={"mode": "standard", "total_max_attempts": RETRY_ATTEMPTS},
-        connect_timeout=CONNECT_TIMEOUT_S,
-        read_timeout=READ_TIMEOUT_S,
+        retries={"mode": "standard", "total_max_attempts": 1 if prompt else RETRY_ATTEMPTS},
+        connect_timeout=STOP_TIMEOUT_S if prompt else CONNECT_TIMEOUT_S,
+        read_timeout=STOP_TIMEOUT_S if prompt else READ_TIMEOUT_S,
         s3={"addressing_style": "path"} if endpoint_url else None,
         # boto3 >= 1.36 adds CRC checksums to every upload by default; several S3-compatible
         # services refuse them. Only where S3 requires one (TLS already guards the bytes).

@@ -23,7 +23,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pipeline.config.connections import load_connection
 from pipeline.errors import StorageError, UsageError
 from pipeline.storage import multipart
-from pipeline.storage.s3 import BUCKET_PATTERN, error_code, make_s3_client, parse_s3_uri, read_object, storage_error
+from pipeline.storage.s3 import (
+    BUCKET_PATTERN,
+    error_code,
+    make_s3_client,
+    parse_s3_uri,
+    read_object,
+    storage_error,
+)
 
 __all__ = [
     "LocalStore",
@@ -75,7 +82,7 @@ class ObjectStore(abc.ABC):
     def compose(self, key: str, sources: list[ObjectInfo]) -> int:
         """Write the concatenation of `sources` at `key`, all at once; returns its size.
 
-        The order of `sources` may not be kept (SPEC: line order does not matter).
+        The order of `sources` may not be kept (Salesforce reads lines in any order).
         """
 
     @abc.abstractmethod
@@ -99,6 +106,7 @@ class S3Store(ObjectStore):
         *,
         page_size: int = LIST_PAGE_KEYS,
         min_part_bytes: int = multipart.MIN_PART_BYTES,
+        stop_client: Callable[[], object] | None = None,
     ):
         _check_base(base)
         self.client = client
@@ -106,6 +114,7 @@ class S3Store(ObjectStore):
         self.base = base
         self.page_size = page_size
         self.min_part_bytes = min_part_bytes
+        self.stop_client = stop_client  # a new prompt client, for the abort after a signal
 
     def __repr__(self) -> str:
         return f"S3Store(bucket={self.bucket!r}, base={self.base!r})"
@@ -175,6 +184,7 @@ class S3Store(ObjectStore):
             self.base + key,
             [(self.base + source.key, source.size) for source in sources],
             min_part_bytes=self.min_part_bytes,
+            stop_client=self.stop_client,
         )
 
     def abort_uploads(self, prefix: str = "", only: Callable[[str], bool] | None = None) -> list[str]:
@@ -398,21 +408,30 @@ class StoreSpec:
             return f"s3://{self.bucket}/{self.base}{key}"
         return os.path.join(self.local_root, self.base, key)
 
-    def open(self, *, min_part_bytes: int = multipart.MIN_PART_BYTES) -> ObjectStore:
+    def open(self, *, min_part_bytes: int = multipart.MIN_PART_BYTES, prompt: bool = False) -> ObjectStore:
         """The store, with credentials resolved here (call it on the worker, in setup).
 
         `min_part_bytes` sizes the parts of `compose` (S3's minimum unless a test lowers it).
+        `prompt`: one short try per call (`make_s3_client`), to clean up after a signal.
         """
         if self.kind == "local":
             return LocalStore(Path(self.local_root, self.base))
+        return S3Store(
+            self._client(prompt),
+            self.bucket,
+            self.base,
+            min_part_bytes=min_part_bytes,
+            stop_client=lambda: self._client(prompt=True),
+        )
+
+    def _client(self, prompt: bool):
         if self.connection is None:
-            client = make_s3_client(region=self.region, endpoint_url=self.endpoint_url)
-        else:
-            connection = load_connection(self.connection, self.connections_home)
-            client = make_s3_client(
-                access_key_id=connection.access_key_id,
-                secret_access_key=connection.secret_access_key,
-                region=self.region or connection.region,
-                endpoint_url=self.endpoint_url or connection.endpoint_url,
-            )
-        return S3Store(client, self.bucket, self.base, min_part_bytes=min_part_bytes)
+            return make_s3_client(region=self.region, endpoint_url=self.endpoint_url, prompt=prompt)
+        connection = load_connection(self.connection, self.connections_home)
+        return make_s3_client(
+            access_key_id=connection.access_key_id,
+            secret_access_key=connection.secret_access_key,
+            region=self.region or connection.region,
+            endpoint_url=self.endpoint_url or connection.endpoint_url,
+            prompt=prompt,
+        )

@@ -8,18 +8,20 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.krux.lines import LineRules
+from pipeline.krux.grouping import group_lines, to_triples
+from pipeline.krux.lines import LineRules, normalize
 from pipeline.krux.report import RunReport
 from pipeline.storage.inputs import ReadTask, TableBatch
 from pipeline.storage.stores import StoreSpec
 from transforms.check import STOPPED, CheckRecords, FormatLines, StopSignal
-from transforms.group import GroupByUser
+from transforms.group import GroupByUser, line_blocks
 from transforms.manifest import CombineReports
 from transforms.read import ReadTables
-from transforms.shards import WriteShards, lines_buffer
+from transforms.shards import TAIL_KEYS, WriteShards, lines_buffer
 
 RULES = LineRules("user_id", "td_segment", "segment")
 
@@ -135,3 +137,75 @@ def test_run_report_survives_json_and_adds_up():
     assert merged.shards == [["k", 10]] and merged.lines == 3
     assert merged.rejects_parts == [["p1", 5], ["p2", 7]]
     assert json.loads(merged.to_json())["lines"] == 3
+
+
+GROUPING_BATCHES = [
+    batch("segment_a", 1, user_id=[f"u{i % 37}" for i in range(300)], td_segment=[f"s{i % 11},t{i % 5}" for i in range(300)],
+          city=[f"c{i % 3}" for i in range(300)]),
+    batch("segment_b", 1, user_id=[f"u{i}" for i in range(0, 60, 2)], td_segment=["z"] * 30),
+]
+
+
+def expected_grouped_lines():
+    """The same lines from the Arrow grouping alone, without Beam or partitions."""
+    rules_batches = [normalize(b.batch, RULES) for b in GROUPING_BATCHES]
+    triples = pa.concat_tables(to_triples(rows, "segment") for rows in rules_batches)
+    return sorted(group_lines(triples, "segment").to_pylist())
+
+
+@pytest.mark.parametrize("pass_triples", [10**6, 50])
+def test_group_by_user_through_spilled_runs_gives_the_lines_of_beams_shuffle(tmp_path, pass_triples):
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    with make_pipeline() as p:
+        checked = p | beam.Create(GROUPING_BATCHES) | CheckRecords(RULES, keep_invalid=False)
+        shuffled = checked.valid | "Shuffled" >> GroupByUser("segment", partitions=3, pass_triples=pass_triples)
+        spilled = checked.valid | "Spilled" >> GroupByUser(
+            "segment", partitions=3, spill_dir=str(spill), pass_triples=pass_triples
+        )
+        expected = [line.rstrip("\n") for line in expected_grouped_lines()]
+        for name, lines in (("shuffled", shuffled), ("spilled", spilled)):
+            assert_that(lines | f"{name}All" >> beam.combiners.ToList() | f"{name}Lines" >> beam.Map(lines_of),
+                        equal_to([expected]), label=f"{name}Check")
+    runs = list(spill.iterdir())
+    assert runs and all(run.name.endswith(".arrows") for run in runs)  # the triples went to disk
+
+
+def test_line_blocks_cut_lines_into_slices_of_about_the_block_size():
+    lines = pa.array([f"user{i}^segment:{'x' * (i % 50)}\n" for i in range(1000)], pa.large_string())
+
+    blocks = list(line_blocks(lines.slice(10), block_bytes=2000))
+
+    assert len(blocks) > 10
+    assert all(len(bytes(lines_buffer(b))) <= 2000 for b in blocks)
+    assert b"".join(bytes(lines_buffer(b)) for b in blocks) == bytes(lines_buffer(lines.slice(10)))
+    assert [len(b) for b in line_blocks(pa.array(["x" * 5000 + "\n", "y\n"]), block_bytes=100)] == [1, 1]
+    assert list(line_blocks(pa.array([], pa.string()))) == []
+
+
+def write_in_eight_bundles(tmp_path, compression, min_tail_bytes):
+    """4,000 lines through WriteShards on eight workers (a bundle each); the shard files."""
+    arrays = [pa.array([f"user{i}^segment:s{i}\n" for i in range(j * 100, j * 100 + 100)]) for j in range(40)]
+    spec = StoreSpec(kind="local", local_root=str(tmp_path))
+    options = PipelineOptions(["--direct_num_workers=8", "--direct_running_mode=multi_threading"])
+    with BeamTestPipeline(runner="FnApiRunner", options=options) as p:
+        reports = (p | beam.Create(arrays) | beam.Reshuffle()
+                   | WriteShards(spec, "staging/", compression, target_bytes=10**6, min_tail_bytes=min_tail_bytes))
+        combined = (reports,) | CombineReports()
+        assert_that(combined | beam.Map(lambda r: r.lines), equal_to([4000]))
+    files = sorted((tmp_path / "staging").iterdir())
+    data = b"".join(f.read_bytes() for f in files)
+    text = gzip.decompress(data) if compression == "gzip" else data
+    assert sorted(text.decode().splitlines()) == sorted(f"user{i}^segment:s{i}" for i in range(4000))
+    return files
+
+
+@pytest.mark.parametrize("compression", ["gzip", "none"])
+def test_bundle_tails_are_merged_into_at_most_a_few_small_shards(tmp_path, compression):
+    # Every bundle's tail is under the minimum part size (1 MB here): they are gathered.
+    assert 1 <= len(write_in_eight_bundles(tmp_path, compression, min_tail_bytes=10**6)) <= TAIL_KEYS
+
+
+def test_a_bundle_tail_of_the_minimum_part_size_is_written_where_it_is(tmp_path):
+    # The same run with no tail small enough to gather: one shard per bundle, more than TAIL_KEYS.
+    assert len(write_in_eight_bundles(tmp_path, "gzip", min_tail_bytes=0)) > TAIL_KEYS

@@ -16,6 +16,8 @@ Faults:
 - `TRUNCATE`: forwarded, then moto's answer is cut: the headers (with the full
   Content-Length) and half the body, then the connection closes. A response without a body
   (HEAD, most PUTs) is cut inside its status line.
+- `HOLD`: read, never forwarded and never answered (a server that accepted the request and
+  hangs), until `release()` or `stop()`: then the connection closes without an answer.
 - `Delay(seconds)`: held, then forwarded; if the client went away meanwhile (a killed
   process), the request is dropped and never reaches moto. `forward_first=True` forwards at
   once and holds moto's answer instead (the call took effect; its answer is slow).
@@ -37,6 +39,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 __all__ = [
     "CALL_KINDS",
     "Delay",
+    "HOLD",
     "INTERNAL_ERROR",
     "RESET",
     "S3FaultProxy",
@@ -63,6 +66,7 @@ INTERNAL_ERROR = "500"
 SLOW_DOWN = "503"
 RESET = "reset"
 TRUNCATE = "truncate"
+HOLD = "hold"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +145,7 @@ class S3FaultProxy:
         self.injected: collections.Counter[tuple[str, str]] = collections.Counter()
         self._rules: list[_Rule] = []
         self._lock = threading.Lock()
+        self._released = threading.Event()  # ends every HOLD
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -155,7 +160,12 @@ class S3FaultProxy:
         threading.Thread(target=self._server.serve_forever, name="s3-fault-proxy", daemon=True).start()
         return self
 
+    def release(self) -> None:
+        """End every held call (closed without an answer), and any later one at once."""
+        self._released.set()
+
     def stop(self) -> None:
+        self.release()
         self._server.shutdown()
         self._server.server_close()
 
@@ -169,7 +179,7 @@ class S3FaultProxy:
         """
         if kind not in CALL_KINDS:
             raise ValueError(f"unknown call kind {kind!r}; one of {', '.join(CALL_KINDS)}")
-        if not isinstance(fault, Delay) and fault not in _ERROR_ANSWERS and fault not in (RESET, TRUNCATE):
+        if not isinstance(fault, Delay) and fault not in _ERROR_ANSWERS and fault not in (RESET, TRUNCATE, HOLD):
             raise ValueError(f"unknown fault {fault!r}")
         texts = (key_contains,) if isinstance(key_contains, str) else tuple(key_contains)
         rule = _Rule(kind, fault, times, texts)
@@ -240,6 +250,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(*_ERROR_ANSWERS[fault])
         elif fault == RESET:
             self._reset()
+        elif fault == HOLD:
+            self.proxy._released.wait()
+            self.close_connection = True
         elif isinstance(fault, Delay):
             answer = self._forward(body) if fault.forward_first else None
             if self._client_left_within(fault.seconds):

@@ -15,6 +15,7 @@ default GCS bucket over the network, which hangs for two minutes offline.
 
 import base64
 import bz2
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.pipeline import PipelineVisitor
 from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 
@@ -32,7 +34,9 @@ from pipeline.storage import inputs as tables
 from pipeline.config.connections import Connection, save_connection
 from pipeline.launcher.graph import ExportPlan, build_pipeline
 from pipeline.launcher.run import resolve_target
+from transforms.group import GroupByUser
 from pipeline.config.settings import RunSettings
+from pipeline.krux.grouping import plan_partitions
 from pipeline.krux.lines import LineRules
 from transforms.rejects import RejectsTarget
 
@@ -199,3 +203,38 @@ def test_a_dataflow_dry_run_builds_the_job_offline_or_names_the_missing_gcp_extr
     assert "krux-export-test" in described
     assert SECRET not in described
     assert SECRET.encode() not in job.proto_pipeline.SerializeToString() + raw_pickles(job.proto_pipeline)
+
+
+def test_a_500m_row_grouped_plan_builds_with_hundreds_of_partitions_and_beams_shuffle(connection, tmp_path):
+    """The plan of a 500M-row audience, without the data: tables whose footers count 500M rows."""
+    root = tmp_path / "activate_to_krux"
+    root.mkdir()
+    for name in ("segment_a", "segment_b"):
+        pq.write_table(pa.table({"user_id": ["uid1"], "td_segment": ["seg1"]}), root / f"{name}.parquet")
+    settings = RunSettings(database=str(root), connection=connection, group_by_user=True)
+    spec, _ = resolve_target(settings)
+    found = tables.find_tables(settings.sources, settings.database, settings.table_prefix)
+    loaded = tables.load_tables(found, LineRules("user_id", "td_segment", "segment"))
+    huge = [dataclasses.replace(table, rows=250_000_000) for table in loaded]
+    plan = ExportPlan(huge, spec, "_staging/first_party_segment/20261128T000000Z-abcd/", "20261128T000000Z-abcd")
+
+    pipeline = build_pipeline(settings, plan, PipelineOptions(DATAFLOW_ARGS))
+    try:
+        found_groups = []
+
+        class Finder(PipelineVisitor):
+            def enter_composite_transform(self, node):
+                if isinstance(node.transform, GroupByUser):
+                    found_groups.append(node.transform)
+
+        pipeline.visit(Finder())
+        (group,) = found_groups
+        assert group.partitions == plan_partitions(500_000_000) >= 500
+        assert group.spill_dir is None  # Dataflow shuffles: Beam's GroupByKey, no local spill
+        labels = {t.unique_name for t in pipeline.to_runner_api().components.transforms.values()}
+        assert any(label.endswith("ShuffleByUser") for label in labels)
+        assert not any("SpillTriples" in label for label in labels)
+        loaded_fns = load_in_fresh_process(pipeline.to_runner_api(), tmp_path)
+        assert {"_GroupPartitionFn", "_WriteShardsFn", "_MergeTailsFn"} <= set(loaded_fns["do_fns"])
+    finally:
+        shutil.rmtree(pipeline.local_tempdir, ignore_errors=True)

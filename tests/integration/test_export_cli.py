@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 import subprocess
 import zlib
 
@@ -10,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.commands import cli
+from pipeline.launcher import run as launcher_run
 from pipeline.launcher.tunables import Tunables
 from pipeline.storage import stores
 
@@ -86,7 +88,15 @@ def test_export_publishes_the_days_file_with_spec_lines_and_summary(run, s3, buc
     assert_nothing_left_over(s3, bucket)
 
 
-def test_group_by_user_writes_one_sorted_line_per_user_across_tables(run, s3, bucket, database):
+def test_group_by_user_writes_one_sorted_line_per_user_across_tables(run, s3, bucket, database, monkeypatch):
+    spill_dirs = []
+    real_build = launcher_run.build_pipeline
+
+    def recording_build(settings, plan, options):
+        spill_dirs.append((plan.spill_dir, os.path.isdir(plan.spill_dir)))
+        return real_build(settings, plan, options)
+
+    monkeypatch.setattr(launcher_run, "build_pipeline", recording_build)
     code, summary, err = run("--database", str(database), "--group-by-user", "--compression", "none")
     assert code == 0, err
     lines, _ = read_lines(s3, bucket, DAY_PREFIX + "first_party_segment.txt")
@@ -95,6 +105,9 @@ def test_group_by_user_writes_one_sorted_line_per_user_across_tables(run, s3, bu
         "uid2^segment:seg3",
     ]
     assert summary["lines_written"] == 2
+    # The local runner's grouping went through a spill directory, made for the run and removed.
+    [(spill_dir, existed)] = spill_dirs
+    assert existed and not os.path.exists(spill_dir)
 
 
 def test_replace_then_append_then_replace_leaves_one_object_and_spares_neighbours(run, s3, bucket, database):

@@ -84,6 +84,38 @@ def test_next_3_for_the_spec_example_job(tmp_path, clock, capsys):
     ]
 
 
+@pytest.mark.parametrize("semantics_line, expected", [
+    ("", ["2026-11-30T00:00:00+00:00", "2026-12-05T00:00:00+00:00", "2026-12-10T00:00:00+00:00"]),
+    ("cron_semantics: vixie", ["2026-12-01T00:00:00+00:00", "2026-12-06T00:00:00+00:00", "2026-12-11T00:00:00+00:00"]),
+], ids=["treasure-data-by-default", "vixie"])
+def test_next_shows_the_seeds_day_steps_unless_the_job_asks_for_vixie(tmp_path, clock, capsys, semantics_line, expected):
+    path = write_job(tmp_path, f"""\
+        name: every_fifth
+        schedule: "0 0 */5 * *"
+        {semantics_line}
+        source: {{database: ./warehouse}}
+        result_connection: dmp
+        result_settings: {{export_type: first_party_segment}}
+        """)
+    assert schedule_cli(["schedule", str(path), "--next", "3"], clock) == 0
+    assert capsys.readouterr().out.splitlines() == expected
+
+
+def test_next_for_a_day_of_month_and_a_day_of_week_follows_the_weekday(tmp_path, clock, capsys):
+    """`0 0 1 * 1` runs every Monday; not on Tuesday 1 December."""
+    path = write_job(tmp_path, """\
+        name: mondays
+        schedule: "0 0 1 * 1"
+        source: {database: ./warehouse}
+        result_connection: dmp
+        result_settings: {export_type: first_party_segment}
+        """)
+    assert schedule_cli(["schedule", str(path), "--next", "3"], clock) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "2026-11-30T00:00:00+00:00", "2026-12-07T00:00:00+00:00", "2026-12-14T00:00:00+00:00",
+    ]
+
+
 def test_a_job_without_schedule_exits_2_saying_so(tmp_path, clock, capsys):
     path = write_job(tmp_path, """\
         name: once
@@ -208,6 +240,81 @@ def test_sigterm_during_a_run_ends_that_run_as_failed_and_stops_the_schedule(tmp
         """)
     assert schedule_cli(["schedule", str(path)], clock, terminated_mid_run) == 0
     out, err = capsys.readouterr()
-    assert json.loads(out.strip()) == {"status": "failed", "exit_code": 1, "error": "interrupted by SIGTERM"}
+    assert json.loads(out.strip()) == {"status": "failed", "exit_code": 143, "error": "interrupted by SIGTERM"}
     assert err.rstrip().endswith("schedule j stopped by SIGTERM")
     assert len(clock.sleeps) == 1  # no further slot was waited for
+
+
+def test_a_disabled_schedule_tells_each_failure_then_disabled_and_records_each_run(tmp_path, clock, capsys, webhook,
+                                                                                   monkeypatch):
+    monkeypatch.setenv("KRUX_EXPORT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KRUX_WEBHOOK_URL", webhook.url)
+    path = write_job(tmp_path, """\
+        name: hourly
+        schedule: "@hourly"
+        source: {database: ./missing}
+        output_root: ./out
+        result_settings: {export_type: first_party_segment}
+        notify:
+          on: [failure, disabled]
+          webhook: env:KRUX_WEBHOOK_URL
+        """)
+    assert schedule_cli(["schedule", str(path)], clock) == 2
+    out, err = capsys.readouterr()
+    failed = {"status": "failed", "exit_code": 2, "error": f"{tmp_path / 'missing'}: no such directory"}
+    disabled = {"status": "failed", "exit_code": 2,
+                "error": f"schedule disabled after 3 consecutive configuration failures: {failed['error']}"}
+    assert [(body["event"], body) for _, _, body in webhook.received] == [
+        ("failure", {**failed, "job": "hourly", "event": "failure"}),
+        ("failure", {**failed, "job": "hourly", "event": "failure"}),
+        ("failure", {**failed, "job": "hourly", "event": "failure"}),
+        ("disabled", {**disabled, "job": "hourly", "event": "disabled"}),
+    ]
+    history = (tmp_path / "home" / "history" / "first_party_segment.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in history] == [
+        {"started_at": f"2026-11-28T{hour}:00:00Z", "export_name": "first_party_segment", **failed}
+        for hour in (13, 14, 15)
+    ]
+    assert webhook.token not in out + err
+
+
+def test_a_failing_notification_does_not_change_the_schedule(tmp_path, clock, capsys, webhook, monkeypatch):
+    monkeypatch.setenv("KRUX_EXPORT_HOME", str(tmp_path / "home"))
+    webhook.status = 503
+    path = write_job(tmp_path, f"""\
+        name: daily
+        schedule: "@daily"
+        source: {{database: ./warehouse}}
+        output_root: ./out
+        result_settings: {{export_type: first_party_segment}}
+        notify: {{on: [success], webhook: "{webhook.url}"}}
+        """)
+    clock.stop_at = 3
+
+    def run_export(settings, tunables=None):
+        return RunResult({"status": "succeeded", "date": settings.date.isoformat()})
+
+    assert schedule_cli(["schedule", str(path)], clock, run_export) == 0
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["date"] for line in out.splitlines()] == ["2026-11-29", "2026-11-30"]
+    assert [body["date"] for _, _, body in webhook.received] == ["2026-11-29", "2026-11-30"]
+    warnings = [line for line in err.splitlines() if "notification" in line]
+    assert warnings == ["krux-export: job daily: success notification by webhook failed: the webhook answered HTTP 503"] * 2
+    assert webhook.token not in out + err
+
+
+def test_a_schedule_whose_webhook_variable_is_unset_says_so_when_it_starts(tmp_path, clock, capsys, monkeypatch):
+    monkeypatch.setenv("KRUX_EXPORT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("KRUX_WEBHOOK_URL", raising=False)
+    path = write_job(tmp_path, """\
+        name: daily
+        schedule: "@daily"
+        source: {database: ./warehouse}
+        output_root: ./out
+        result_settings: {export_type: first_party_segment}
+        notify: {webhook: env:KRUX_WEBHOOK_URL}
+        """)
+    clock.stop_at = 1
+    assert schedule_cli(["schedule", str(path)], clock, lambda settings, tunables=None: None) == 0
+    assert ("krux-export: job daily: notify.webhook refers to $KRUX_WEBHOOK_URL, which is not set or empty: "
+            "notifications by webhook will fail") in capsys.readouterr().err.splitlines()

@@ -416,3 +416,70 @@ def test_a_huge_user_id_is_partitioned_fast_and_apart_from_ids_sharing_its_ends(
     assert time.monotonic() - started < 5  # hashed from its ends, not 10 million byte steps
     assert ids[1] == ids[2]  # long ids with the same ends share a partition: grouping stays exact
     assert list(partition_ids(pa.array([huge]), 8)) == [ids[0]]
+
+
+def test_split_by_partition_keeps_each_users_finer_bucket_from_the_same_hash():
+    table = triples(*((f"user{number}", "segment", "s") for number in range(300)))
+
+    for partition, part in split_by_partition(table, 7):
+        hashes = np.array([fmix64(fnv1a_64(user.encode())) for user in part.column("user").to_pylist()], np.uint64)
+        assert part.column("bucket").type == pa.uint8()
+        assert part.column("bucket").to_pylist() == ((hashes // 7) % grouping.SUB_BUCKETS).tolist()
+        assert set((hashes % 7).tolist()) == {partition}
+
+
+# -- sizing: partitions from the input, passes from a partition's triples ------------------------
+
+
+def test_partitions_are_planned_from_the_row_count_about_750k_rows_each():
+    assert grouping.plan_partitions(0) == 1
+    assert grouping.plan_partitions(1) == 1
+    assert grouping.plan_partitions(750_000) == 1
+    assert grouping.plan_partitions(750_001) == 2
+    assert grouping.plan_partitions(10_000_000) == 14
+    assert grouping.plan_partitions(100_000_000) == 134
+
+
+def test_a_500m_row_plan_has_hundreds_of_partitions_of_at_most_750k_rows():
+    rows = 500_000_000
+    partitions = grouping.plan_partitions(rows)
+
+    assert 500 <= partitions <= 1_000  # hundreds, not a fixed 32
+    assert rows / partitions <= grouping.PARTITION_ROWS
+    assert rows / partitions > grouping.PARTITION_ROWS * 0.99  # no more partitions than needed
+
+
+def test_an_unknown_row_count_plans_partitions_for_about_100m_rows():
+    assert grouping.plan_partitions(None) == grouping.UNKNOWN_ROWS_PARTITIONS
+    assert grouping.UNKNOWN_ROWS_PARTITIONS * grouping.PARTITION_ROWS >= 90_000_000
+
+
+def test_partition_sizing_refuses_an_empty_partition_size():
+    with pytest.raises(ValueError, match="rows_per_partition"):
+        grouping.plan_partitions(10, 0)
+
+
+def test_a_partition_is_grouped_in_as_many_passes_as_its_triples_need():
+    assert grouping.passes_for(0) == 1
+    assert grouping.passes_for(grouping.GROUP_TRIPLES) == 1
+    assert grouping.passes_for(grouping.GROUP_TRIPLES + 1) == 2
+    assert grouping.passes_for(10, budget=3) == 4
+    assert grouping.passes_for(10**12) == grouping.SUB_BUCKETS  # a user's bucket is the finest cut
+
+
+def test_passes_split_a_partition_by_user_and_their_lines_are_the_partitions_lines():
+    table = triples(
+        *((f"user{number % 50}", "segment", f"seg{number % 9}") for number in range(400)),
+        *((f"user{number}", "city", f"c{number % 4}") for number in range(0, 50, 3)),
+    )
+    ((_, partition),) = split_by_partition(table, 1)
+
+    passes = [grouping.in_pass(partition, number, 3) for number in range(3)]
+
+    assert sum(part.num_rows for part in passes) == partition.num_rows
+    users = [set(part.column("user").to_pylist()) for part in passes]
+    assert all(users[i].isdisjoint(users[j]) for i in range(3) for j in range(i + 1, 3))
+    assert all(part.num_rows for part in passes)  # 50 users spread over every pass
+    lines = [line for part in passes for line in group_lines(part, SEGMENT).to_pylist()]
+    assert sorted(lines) == sorted(group_lines(partition, SEGMENT).to_pylist())
+    assert grouping.in_pass(partition, 0, 1) is partition

@@ -1,6 +1,6 @@
 """The packages import one way only, top to bottom, so the layout keeps showing the architecture.
 
-    commands → launcher → transforms → krux, storage → config → schedule → errors
+    commands → outcomes → launcher → transforms → krux, storage → config → schedule → errors
 
 Every `import` and `from ... import` in the shipped packages is read from the source (function
 bodies included, so a lazy import cannot hide a cycle) and checked against that order.
@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 LAYERS = (
     ("pipeline.commands",),
+    ("pipeline.outcomes",),
     ("pipeline.launcher",),
     ("transforms",),
     ("pipeline.krux", "pipeline.storage"),

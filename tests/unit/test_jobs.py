@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.config.jobs import Job, load_job, settings_with_overrides
+from pipeline.config.notify import Notify
 from pipeline.config.settings import RunSettings
 
 SPEC_JOB = """\
@@ -159,11 +160,16 @@ def test_delay_units(tmp_path, delay, expected):
 @pytest.mark.parametrize("schedule", [
     "0 0 * * *", "@daily", "@hourly", "@weekly", "@monthly", "@yearly", "30 8 * * mon-fri",
     "0 0 1 jan,jul *", "2,*/5,8-10 * * * *", "5,*/10,25 * * * *", "0 */6 * * 0-7", "0 0 29 2 *",
-    "0 0 * * SUN", "0 9-17/2 1-15 * *",
+    "0 0 * * SUN", "0 0 */5 * *", "0 0 5,*/10,25 * *", "30 */2 * * *", "0 0 1 * 1",
 ])
 def test_standard_cron_expressions_load(tmp_path, schedule):
     job = load_job(write_job(tmp_path, with_line(MINIMAL_JOB, "", f'schedule: "{schedule}"')))
-    assert job.schedule == schedule
+    assert (job.schedule, job.cron_semantics) == (schedule, "treasure_data")
+
+
+def test_vixie_semantics_take_stepped_ranges(tmp_path):
+    job = load_job(write_job(tmp_path, MINIMAL_JOB + 'schedule: "0 9-17/2 1-15 * *"\ncron_semantics: vixie\n'))
+    assert (job.schedule, job.cron_semantics) == ("0 9-17/2 1-15 * *", "vixie")
 
 
 # Each case: the line changed or added, then the message expected after "job.yml: ".
@@ -214,6 +220,20 @@ ERRORS = [
     ("", "delay: 600", "delay must be a duration such as 30s, 10m, 1h or 1h30m, got 600"),
     ("", "delay: -5m", "delay must be a duration"),
     ("", "result_connection: other", "not valid YAML: key result_connection appears more than once (line 5, column 1)"),
+    ("", "cron_semantics: quartz", "cron_semantics must be one of treasure_data, vixie, got 'quartz'"),
+    ("", "notify: page me", "notify must be a mapping with webhook and/or command, and optionally on"),
+    ("", "notify: {on: [failure]}", "notify needs webhook, command or both"),
+    ("", "notify: {on: [failure, crash], command: [page]}",
+     "notify.on must be a list of success, failure, disabled, got ['failure', 'crash']"),
+    ("", "notify: {on: [], command: [page]}", "notify.on must be a list of success, failure, disabled, got []"),
+    ("", "notify: {command: page --team x}", "notify.command must be a list, the program then its arguments"),
+    ("", "notify: {command: [page], email: ops@example.com}", "unknown key notify.email"),
+    ("", "notify: {webhook: 'ftp://hooks.example.com/T0KEN'}",
+     "notify.webhook must be an http:// or https:// URL, or env:VARNAME"),
+    ("", "notify: {webhook: 'env:'}", "notify.webhook says env: but names no variable"),
+    ("result_settings: {export_type: first_party_segment}",
+     "result_settings: {export_type: first_party_segment, append: yes}",
+     "result_settings.append must be true or false, got 'yes'"),
 ]
 
 
@@ -243,8 +263,10 @@ def test_each_mistake_is_one_line_naming_the_file_and_key(tmp_path, old, new, me
     ("0 0 * * 1#2", "has '1#2' in the day of week field"),
     ("0 0 ? * *", "has '?' in the day of month field"),
     ("H * * * *", "has 'H' in the minute field"),
-    ("*/0 * * * *", "has step '0' in the minute field, expected a whole number of 1 or more"),
-    ("5/10 * * * *", "has '5/10' in the minute field; a step goes after * or a range (a-b/10)"),
+    ("*/0 * * * *", "has step '0' in the minute field, expected a whole number from 1 to 59"),
+    ("0 0 */32 * *", "has step '32' in the day of month field, expected a whole number from 1 to 31"),
+    ("5/10 * * * *", "has '5/10' in the minute field; a step goes after * only (*/10)"),
+    ("0 0 1-20/5 * *", "has '1-20/5' in the day of month field; a step goes after * only (*/5)"),
     ("50-10 * * * *", "has range '50-10' in the minute field running backwards"),
     ("0 0 * * fri-mon", "has range 'fri-mon' in the day of week field running backwards"),
     ("1,,2 * * * *", "has '' in the minute field"),
@@ -291,3 +313,47 @@ def test_overrides_replace_given_values_and_append_beam_args():
         database="/db", connection="dmp", date=datetime.date(2026, 11, 28), append=True,
         beam_args=("--runner=FnApiRunner", "--direct_num_workers=4"),
     )
+
+
+def test_notify_as_the_spec_writes_it_with_an_unquoted_on_key(tmp_path, monkeypatch):
+    """YAML 1.1 reads an unquoted `on` as True; the job file means the key `on`."""
+    path = write_job(tmp_path, MINIMAL_JOB + textwrap.dedent("""\
+        notify:
+          on: [failure, disabled, success]
+          webhook: env:KRUX_WEBHOOK_URL
+          command: [/usr/local/bin/page-oncall, --team, audiences]
+        """))
+    job = load_job(path)
+    assert job.notify == Notify(
+        events=frozenset({"failure", "disabled", "success"}),
+        webhook="env:KRUX_WEBHOOK_URL",
+        command=("/usr/local/bin/page-oncall", "--team", "audiences"),
+    )
+
+
+def test_notify_defaults_to_failure_and_disabled_and_a_relative_command_is_taken_from_the_jobs_folder(tmp_path):
+    job = load_job(write_job(tmp_path, MINIMAL_JOB + "notify: {command: [./hooks/page.sh, on-call], on: failure}\n"))
+    assert job.notify == Notify(events=frozenset({"failure"}), command=(str(tmp_path / "hooks" / "page.sh"), "on-call"))
+    job = load_job(write_job(tmp_path, MINIMAL_JOB + "notify: {command: [page-oncall]}\n"))
+    assert job.notify.events == {"failure", "disabled"} and job.notify.command == ("page-oncall",)
+    assert load_job(write_job(tmp_path, MINIMAL_JOB)).notify is None
+
+
+def test_a_webhook_url_never_shows_in_the_jobs_repr_or_an_error(tmp_path):
+    secret = "https://hooks.example.com/services/T0KEN-s3cret"
+    job = load_job(write_job(tmp_path, MINIMAL_JOB + f"notify: {{webhook: '{secret}'}}\n"))
+    assert job.notify.webhook == secret
+    assert "s3cret" not in repr(job) and "hooks.example.com" not in repr(job)
+    assert "webhook='<hidden>'" in repr(job.notify)
+    with pytest.raises(ConfigError) as raised:
+        load_job(write_job(tmp_path, MINIMAL_JOB + "notify: {webhook: 'hooks.example.com/T0KEN-s3cret'}\n"))
+    assert "s3cret" not in str(raised.value)
+
+
+def test_unquoted_times_and_words_stay_text(tmp_path):
+    """`delay: 00:10:00` is not 600 seconds in disguise: it is refused as what it is, text."""
+    path = write_job(tmp_path, MINIMAL_JOB + "delay: 10:00:00\n")
+    with pytest.raises(ConfigError, match=re.escape("delay must be a duration such as 30s, 10m, 1h or 1h30m, got '10:00:00'")):
+        load_job(path)
+    job = load_job(write_job(tmp_path, MINIMAL_JOB.replace("name: minimal", "name: off")))
+    assert job.name == "off"

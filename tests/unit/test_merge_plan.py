@@ -4,7 +4,6 @@ import random
 
 import pytest
 
-from pipeline.storage import multipart as merge
 from pipeline.storage.multipart import (
     MAX_PART_BYTES,
     MAX_PARTS,
@@ -242,9 +241,8 @@ def test_random_shard_sets_give_valid_plans_or_a_reason():
     assert planned > 1_000
 
 
-def test_defaults_follow_the_module_constants_at_call_time(monkeypatch):
-    monkeypatch.setattr(merge, "MIN_PART_BYTES", 100)
-    assert plan_parts([100, 99, 1]) == [copy(0, 0, 100), upload((1, 99), (2, 1))]
+def test_a_lower_part_minimum_is_a_parameter():
+    assert plan_parts([100, 99, 1], min_part_bytes=100) == [copy(0, 0, 100), upload((1, 99), (2, 1))]
 
 
 def test_inconsistent_limits_are_refused():

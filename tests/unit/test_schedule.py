@@ -10,7 +10,7 @@ from croniter import croniter
 from pipeline.errors import Terminated
 from pipeline.errors import ConfigError, InvalidRecordsError, SchemaError, StorageError
 from pipeline.config.jobs import Job
-from pipeline.schedule.cron import cron_fields, next_start_times
+from pipeline.schedule.cron import ALIASES, next_start_times
 from pipeline.schedule.loop import SystemClock, run_schedule
 from pipeline.config.settings import RunSettings
 
@@ -18,8 +18,9 @@ UTC = datetime.timezone.utc
 SETTINGS = RunSettings(database="/data/activate_to_krux", connection="dmp")
 
 
-def make_job(schedule, timezone="UTC", delay=datetime.timedelta(0)):
-    return Job(name="test_job", settings=SETTINGS, path="job.yml", timezone=timezone, schedule=schedule, delay=delay)
+def make_job(schedule, timezone="UTC", delay=datetime.timedelta(0), cron_semantics="treasure_data"):
+    return Job(name="test_job", settings=SETTINGS, path="job.yml", timezone=timezone, schedule=schedule, delay=delay,
+               cron_semantics=cron_semantics)
 
 
 def at(text):
@@ -77,29 +78,38 @@ def test_nicknames_names_and_fields(schedule, after, expected):
     assert starts(make_job(schedule), after, 3) == expected
 
 
+@pytest.mark.parametrize("semantics", ["treasure_data", "vixie"])
 @pytest.mark.parametrize("schedule, expected", [
     ("5,*/10,25 * * * *", ["10:05", "10:10", "10:20", "10:25", "10:30", "10:40", "10:50", "11:00", "11:05"]),
     ("2,*/5,8-10 * * * *", ["10:02", "10:05", "10:08", "10:09", "10:10", "10:15", "10:20", "10:25", "10:30"]),
-    ("10-30/10,45 * * * *", ["10:10", "10:20", "10:30", "10:45", "11:10", "11:20", "11:30", "11:45", "12:10"]),
-    ("0 9-17/4,22 * * *", ["13:00", "17:00", "22:00", "09:00", "13:00", "17:00", "22:00", "09:00", "13:00"]),
 ])
-def test_lists_of_steps_ranges_and_values(schedule, expected):
-    times = starts(make_job(schedule), "2026-11-28T10:00:00+00:00", 9)
+def test_lists_of_steps_ranges_and_values(schedule, expected, semantics):
+    """Minutes count from 0, so `*/N` is the multiples of N under both rule sets."""
+    times = starts(make_job(schedule, cron_semantics=semantics), "2026-11-28T10:00:00+00:00", 9)
     assert [time[11:16] for time in times] == expected
 
 
-def test_day_of_month_or_day_of_week_when_both_are_restricted():
-    """crontab(5): the 1st of the month or any Monday."""
-    assert scheduled(make_job("0 0 1 * mon"), "2026-11-25T00:00:00+00:00", 3) == [
+@pytest.mark.parametrize("schedule, expected", [
+    ("10-30/10,45 * * * *", ["10:10", "10:20", "10:30", "10:45", "11:10", "11:20", "11:30", "11:45", "12:10"]),
+    ("0 9-17/4,22 * * *", ["13:00", "17:00", "22:00", "09:00", "13:00", "17:00", "22:00", "09:00", "13:00"]),
+])
+def test_vixie_stepped_ranges(schedule, expected):
+    times = starts(make_job(schedule, cron_semantics="vixie"), "2026-11-28T10:00:00+00:00", 9)
+    assert [time[11:16] for time in times] == expected
+
+
+def test_vixie_day_of_month_or_day_of_week_when_both_are_restricted():
+    """crontab(5): the 1st of the month or any Monday (the seed's rules: Mondays only, see test_cron_seed)."""
+    assert scheduled(make_job("0 0 1 * mon", cron_semantics="vixie"), "2026-11-25T00:00:00+00:00", 3) == [
         "2026-11-30T00:00:00+00:00",  # a Monday
         "2026-12-01T00:00:00+00:00",  # a Tuesday, the 1st
         "2026-12-07T00:00:00+00:00",
     ]
 
 
-def test_a_day_field_starting_with_star_is_not_restricted_so_both_must_match():
+def test_vixie_a_day_field_starting_with_star_is_not_restricted_so_both_must_match():
     """crontab(5), as Vixie cron and cronie run it: Mondays that fall on an odd day of the month."""
-    assert scheduled(make_job("0 0 */2 * mon"), "2026-11-25T00:00:00+00:00", 3) == [
+    assert scheduled(make_job("0 0 */2 * mon", cron_semantics="vixie"), "2026-11-25T00:00:00+00:00", 3) == [
         "2026-12-07T00:00:00+00:00",
         "2026-12-21T00:00:00+00:00",
         "2027-01-11T00:00:00+00:00",
@@ -108,11 +118,23 @@ def test_a_day_field_starting_with_star_is_not_restricted_so_both_must_match():
 
 @pytest.mark.parametrize("schedule", [
     "0 0 * * *", "@hourly", "*/7 * * * *", "5,*/10,25 * * * *", "2,*/5,8-10 * * * *", "15 3 * * mon-fri",
-    "0 12 1 jan,jul *", "0 6,18 */3 * *", "59 23 31 * *",
+    "0 12 1 jan,jul *", "0 6,18 */3 * *", "59 23 31 * *", "0 0 1 * mon", "0 9-17/2 1-15 * *",
 ])
-def test_times_in_utc_agree_with_croniter(schedule):
+def test_vixie_times_in_utc_agree_with_croniter(schedule):
     after = at("2026-11-28T07:31:00+00:00")
-    times = croniter(cron_fields(schedule), start_time=after)
+    times = croniter(ALIASES.get(schedule, schedule), start_time=after, implement_cron_bug=True)
+    expected = [times.get_next(datetime.datetime) for _ in range(40)]
+    assert [time for time, _ in next_start_times(make_job(schedule, cron_semantics="vixie"), after, 40)] == expected
+
+
+@pytest.mark.parametrize("schedule", [
+    "0 0 * * *", "@hourly", "*/7 * * * *", "5,*/10,25 * * * *", "2,*/5,8-10 * * * *", "15 3 * * mon-fri",
+    "0 12 1 jan,jul *", "59 23 31 * *", "0 */6 * * *",
+])
+def test_where_the_seeds_rules_and_vixies_agree_the_times_are_croniters(schedule):
+    """Zero-based steps, one restricted day field: the two rule sets mean the same."""
+    after = at("2026-11-28T07:31:00+00:00")
+    times = croniter(ALIASES.get(schedule, schedule), start_time=after)
     expected = [times.get_next(datetime.datetime) for _ in range(40)]
     assert [time for time, _ in next_start_times(make_job(schedule), after, 40)] == expected
 

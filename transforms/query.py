@@ -1,0 +1,102 @@
+"""`ReadQuery`: a query's result as the same `TableBatch`es `ReadTables` produces.
+
+One worker runs the query in DuckDB, which parallelizes it over every core of that machine
+and spills past its memory limit; its result streams out in batches. With `spread`, a
+Reshuffle hands the batches (zstd-compressed Arrow IPC) to every worker, so checking, lines
+and shards run everywhere: what a cluster runner needs. Beam's local runner keeps a shuffle
+in memory, so there `spread` is off and the batches flow on through the same worker, memory
+flat (10M rows: largest process 0.6 GiB, against 1.7 GiB spread, in the same time on 2 cores).
+"""
+
+import contextlib
+
+import apache_beam as beam
+import pyarrow as pa
+
+from pipeline.storage.inputs import BATCH_ROWS, TableBatch
+from pipeline.storage.query import QUERY_TABLE, Query, open_engine, result_batches
+from transforms import metrics
+from transforms.progress import ProgressChannel
+
+__all__ = ["ReadQuery"]
+
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
+
+
+class ReadQuery(beam.PTransform):
+    """Runs `query` (a `pipeline.storage.query.Query`); `spread` hands its batches to every worker.
+
+    Counts the rows read (Beam counter) and reports them to `progress` if given.
+    """
+
+    def __init__(
+        self,
+        query: Query,
+        *,
+        spread: bool = True,
+        batch_rows: int = BATCH_ROWS,
+        progress: ProgressChannel | None = None,
+    ):
+        super().__init__()
+        self._query = query
+        self._spread = spread
+        self._batch_rows = batch_rows
+        self._progress = progress
+
+    def expand(self, pbegin):
+        run = _RunQueryFn(self._query, self._batch_rows, pack=self._spread, progress=self._progress)
+        results = pbegin | "Start" >> beam.Create([None]) | "RunQuery" >> beam.ParDo(run)
+        if not self._spread:
+            return results
+        return results | "SpreadBatches" >> beam.Reshuffle() | "UnpackBatches" >> beam.MapTuple(_unpack)
+
+
+class _RunQueryFn(beam.DoFn):
+    """Opens DuckDB with the query's tables in `setup`, runs the query once per element.
+
+    With `pack`, each batch leaves as (first row, compressed Arrow IPC) for a Reshuffle;
+    without, as the `TableBatch` itself.
+    """
+
+    def __init__(self, query: Query, batch_rows: int, *, pack: bool, progress: ProgressChannel | None):
+        self._query = query
+        self._batch_rows = batch_rows
+        self._pack = pack
+        self._progress = progress
+        self._rows_read = metrics.counter(metrics.ROWS_READ, QUERY_TABLE)
+        self._engine = None
+        self._connection = None
+        self._progress_writer = None
+
+    def setup(self):
+        self._engine = contextlib.ExitStack()
+        self._connection = self._engine.enter_context(open_engine(self._query))
+        self._progress_writer = self._progress.writer() if self._progress else None
+
+    def process(self, _):
+        first_row = 1
+        for batch in result_batches(self._connection, self._query, self._batch_rows):
+            self._rows_read.inc(batch.num_rows)
+            if self._progress_writer:
+                self._progress_writer.add(rows=batch.num_rows)
+            yield (first_row, _pack(batch)) if self._pack else TableBatch(QUERY_TABLE, first_row, batch)
+            first_row += batch.num_rows
+
+    def teardown(self):
+        if self._progress_writer:
+            self._progress_writer.close()
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+
+def _pack(batch: pa.RecordBatch) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema, options=_IPC_OPTIONS) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def _unpack(first_row: int, packed: bytes) -> TableBatch:
+    reader = pa.ipc.open_stream(pa.py_buffer(packed))
+    return TableBatch(QUERY_TABLE, first_row, reader.read_next_batch())
