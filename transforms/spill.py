@@ -107,5 +107,7 @@ class SpillTriplesFn(beam.DoFn):
         self._pending, self._pending_triples = {}, 0
 
     def teardown(self):
-        for writer, _, _ in getattr(self, "_writers", {}).values():
+        # Also run by the harness's shutdown while an abandoned bundle (a failed run) may still
+        # add writers: close a snapshot of them.
+        for writer, _, _ in list(getattr(self, "_writers", {}).values()):
             writer.close()  # a failed bundle's runs: the launcher removes the directory

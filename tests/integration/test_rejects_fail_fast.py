@@ -12,6 +12,7 @@ import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 CLIENT = "client-treasure-data"
 DAY = "2026-11-28"
@@ -19,7 +20,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ROWS = 300_000
 
 
-def test_the_first_invalid_row_stops_the_run_before_the_rest_is_exported(s3, bucket, s3_endpoint, tmp_path):
+@pytest.mark.parametrize("grouping", [[], ["--group-by-user"]], ids=["ungrouped", "grouped"])
+def test_the_first_invalid_row_stops_the_run_before_the_rest_is_exported(s3, bucket, s3_endpoint, tmp_path, grouping):
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     users = pa.array([f"u{i}" for i in range(ROWS)])
     segments = pa.array(["s1,s2"] * 2 + ["bad;segment"] + ["s1,s2"] * (ROWS - 3))
@@ -28,7 +30,7 @@ def test_the_first_invalid_row_stops_the_run_before_the_rest_is_exported(s3, buc
                    row_group_size=ROWS)
     done = subprocess.run(
         [sys.executable, "-m", "pipeline", "run", "--source", str(tmp_path / "segment_big.parquet"),
-         "--client-name", CLIENT, "--bucket", bucket, "--endpoint-url", s3_endpoint, "--date", DAY],
+         "--client-name", CLIENT, "--bucket", bucket, "--endpoint-url", s3_endpoint, "--date", DAY, *grouping],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # Beam's defaults of a real run: two worker processes
 
