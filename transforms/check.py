@@ -1,4 +1,4 @@
-"""`CheckRecords` and `FormatLines`: the Beam side of SPEC §3, a batch per call.
+"""`CheckRecords` and `FormatLines`: the Beam side of docs/line.md's rules, a batch per call.
 
 The Arrow work lives in `pipeline.krux.lines`; these transforms only route its results:
 valid rows on the main output, invalid rows on `INVALID_ROWS`, counts on `REPORTS`. Without
