@@ -98,21 +98,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_settings(args, beam_args, job_settings: RunSettings | None = None) -> RunSettings:
-    """The run's settings: the job file's (if any) with the given flags on top, or the flags'.
+    """The run's settings: a job's (or a workflow task's) with the given flags on top, or the flags'.
 
-    `job_settings`: a workflow task's, instead of those of the `--job` file.
     A broken rule names the flag: `--export-name: export name 'a-b' must match [A-Za-z0-9_]+`.
     """
     given = {name: value for name, value in vars(args).items() if name in _SETTING_FIELDS}
     if "sources" in given:
         given["sources"] = tuple(given["sources"])
     given["beam_args"] = tuple(beam_args)
-    job_file = getattr(args, "job", None)
     try:
         if job_settings is not None:
             return settings_with_overrides(job_settings, given)
-        if job_file:
-            return settings_with_overrides(load_job(job_file).settings, given)
         return RunSettings(**given)
     except SettingError as error:
         raise UsageError(f"{_flag_of(error.setting)}: {error.problem}") from error
@@ -129,7 +125,8 @@ def _run_command(args, beam_args, runtime) -> int:
         for _, task_settings in job.tasks:
             _run_once(run_settings(args, beam_args, task_settings), job, runtime, args.quiet)
         return 0
-    return _run_once(run_settings(args, beam_args), job, runtime, args.quiet)
+    settings = run_settings(args, beam_args, job.settings if job else None)
+    return _run_once(settings, job, runtime, args.quiet)
 
 
 def _run_once(settings: RunSettings, job, runtime, quiet: bool) -> int:
