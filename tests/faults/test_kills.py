@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import pytest
 from partner_bucket import CLIENT, DAY, KEY, KEY_TXT, PartnerBucket
 from s3_proxy import Delay, S3FaultProxy
+from waiting import wait_until
 
 from pipeline.commands import cli
 from pipeline.storage.s3 import make_s3_client
@@ -100,15 +101,6 @@ class Killed:
     stderr: str
     fewest_objects: int  # while the killed run went on
     outlived: bool  # a process of the run (a Beam worker) still ran 3 s after the launcher ended
-
-
-def wait_until(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 @pytest.fixture(scope="module")

@@ -18,21 +18,13 @@ import uuid
 import pytest
 from partner_bucket import CLIENT, DAY, KEY, KEY_TXT, PartnerBucket
 from s3_proxy import HOLD, Delay
+from waiting import wait_until
 
 from pipeline.storage.multipart import STOP_GRACE_S, compose
 from pipeline.storage.s3 import make_s3_client
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STOP_WITHIN_S = 10
-
-
-def wait_until(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def run_held_and_stop(partner, proxy, root, holds, signum):
