@@ -23,7 +23,7 @@ from pipeline.krux.grouping import (
     split_by_partition,
     to_triples,
 )
-from transforms.spill import IPC_OPTIONS, SpillTriplesFn, read_run
+from transforms.spill import SpillTriplesFn, pack_arrow, read_run
 
 __all__ = ["GroupByUser", "line_blocks"]
 
@@ -57,14 +57,7 @@ class GroupByUser(beam.PTransform):
 
 def _packed_triples(checked, attribute: str, partitions: int):
     for partition, triples in split_by_partition(to_triples(checked.rows, attribute), partitions):
-        yield partition, (triples.num_rows, _pack(triples))
-
-
-def _pack(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema, options=IPC_OPTIONS) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+        yield partition, (triples.num_rows, pack_arrow(triples))
 
 
 class _GroupPartitionFn(beam.DoFn):

@@ -17,11 +17,9 @@ from pipeline.storage.inputs import BATCH_ROWS, TableBatch
 from pipeline.storage.query import QUERY_TABLE, Query, open_engine, result_batches
 from transforms import metrics
 from transforms.progress import ProgressChannel
+from transforms.spill import pack_arrow
 
 __all__ = ["ReadQuery"]
-
-_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
-
 
 class ReadQuery(beam.PTransform):
     """Runs `query` (a `pipeline.storage.query.Query`); `spread` hands its batches to every worker.
@@ -79,7 +77,7 @@ class _RunQueryFn(beam.DoFn):
             self._rows_read.inc(batch.num_rows)
             if self._progress_writer:
                 self._progress_writer.add(rows=batch.num_rows)
-            yield (first_row, _pack(batch)) if self._pack else TableBatch(QUERY_TABLE, first_row, batch)
+            yield (first_row, pack_arrow(batch)) if self._pack else TableBatch(QUERY_TABLE, first_row, batch)
             first_row += batch.num_rows
 
     def teardown(self):
@@ -88,13 +86,6 @@ class _RunQueryFn(beam.DoFn):
         if self._engine is not None:
             self._engine.close()
             self._engine = None
-
-
-def _pack(batch: pa.RecordBatch) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema, options=_IPC_OPTIONS) as writer:
-        writer.write_batch(batch)
-    return sink.getvalue().to_pybytes()
 
 
 def _unpack(first_row: int, packed: bytes) -> TableBatch:

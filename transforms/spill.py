@@ -14,29 +14,26 @@ import uuid
 
 import apache_beam as beam
 import pyarrow as pa
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from pipeline.errors import StorageError
 from pipeline.krux.grouping import split_by_partition, to_triples
 
-__all__ = ["IPC_OPTIONS", "LOCAL_RUNNERS", "SpillTriplesFn", "has_local_shuffle", "read_run"]
+__all__ = ["IPC_OPTIONS", "SpillTriplesFn", "pack_arrow", "read_run"]
 
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
-# Runners whose GroupByKey lives in the launcher's memory. (Prism, portable, Flink, Dataflow
-# shuffle elsewhere and keep Beam's own GroupByKey.)
-LOCAL_RUNNERS = {"FnApiRunner", "DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner"}
 # Triples held per worker before they are written to their partitions' runs: larger writes
 # compress better; this bounds the memory (about 40 bytes a triple).
 FLUSH_TRIPLES = 1_000_000
 
 
-def has_local_shuffle(options: PipelineOptions) -> bool:
-    """True when the runner shuffles in its own process (a local runner)."""
-    runner = options.view_as(StandardOptions).runner
-    name = runner if isinstance(runner, str) or runner is None else type(runner).__name__
-    return name is None or name.rsplit(".", 1)[-1] in LOCAL_RUNNERS
+def pack_arrow(data: pa.Table | pa.RecordBatch) -> bytes:
+    """A table or batch as one zstd-compressed Arrow IPC stream, to travel through a shuffle."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, data.schema, options=IPC_OPTIONS) as writer:
+        writer.write(data)
+    return sink.getvalue().to_pybytes()
 
 
 def read_run(source) -> pa.Table:

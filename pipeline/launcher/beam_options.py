@@ -5,11 +5,11 @@ typo, which the command refuses before anything runs.
 """
 
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
 
 from pipeline.errors import UsageError
 
-__all__ = ["DEFAULT_BEAM_ARGS", "beam_options", "configure_filesystems", "unknown_beam_flag"]
+__all__ = ["DEFAULT_BEAM_ARGS", "beam_options", "configure_filesystems", "is_local_runner", "unknown_beam_flag"]
 
 DEFAULT_BEAM_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2")
 """Both cores, and never the Prism download that Beam's default runner attempts first."""
@@ -34,6 +34,24 @@ def beam_options(beam_args) -> PipelineOptions:
     if not _has_flag(args, "--default_sdk_harness_log_level"):
         args.append("--default_sdk_harness_log_level=WARNING")
     return PipelineOptions(args)
+
+
+_LOCAL_RUNNERS = {"directrunner", "fnapirunner", "bundlebaseddirectrunner", "switchingdirectrunner"}
+"""Runners whose workers run on this machine and whose shuffle is held in the launcher's memory.
+Prism, portable, Flink and Dataflow shuffle elsewhere."""
+
+
+def is_local_runner(options: PipelineOptions) -> bool:
+    """Whether Beam's workers and shuffle live on this machine (FnApiRunner, the DirectRunners).
+
+    Decides the grouping's disk spill, whether a query's batches are reshuffled, and where
+    progress comes from.
+    """
+    runner = options.view_as(StandardOptions).runner
+    if runner is None:
+        return True
+    name = (runner if isinstance(runner, str) else type(runner).__name__).rsplit(".", 1)[-1].lower()
+    return (name if name.endswith("runner") else name + "runner") in _LOCAL_RUNNERS
 
 
 def configure_filesystems(options: PipelineOptions) -> None:

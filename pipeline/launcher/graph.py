@@ -8,10 +8,11 @@
 import dataclasses
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.krux.grouping import plan_partitions
 from pipeline.krux.lines import LineRules
+from pipeline.launcher.beam_options import is_local_runner
 from pipeline.launcher.tunables import Tunables
 from pipeline.storage.inputs import Table
 from pipeline.storage.query import Query
@@ -26,8 +27,6 @@ from transforms.rejects import RejectsTarget, WriteRejects
 from transforms.shards import WriteShards
 
 SHARDS_DIR = "shards/"
-LOCAL_RUNNERS = (None, "FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
-"""Runners that keep a shuffle in memory: a query's batches are not reshuffled there."""
 MANIFEST_NAME = "manifest.json"
 INVALID_ROW_NAME = "stop/invalid_row.txt"  # the first invalid row's reason, when it stops the run
 
@@ -53,7 +52,7 @@ def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam
     p = beam.Pipeline(options=options)
     if plan.query:
         rules = plan.query.rules
-        spread = options.view_as(StandardOptions).runner not in LOCAL_RUNNERS
+        spread = not is_local_runner(options)  # a local runner holds a shuffle in memory
         batches = p | "ReadQuery" >> ReadQuery(plan.query, spread=spread, progress=plan.progress)
     else:
         rules = LineRules(settings.user_column, settings.segment_column, settings.segment_attribute)

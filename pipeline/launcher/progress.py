@@ -19,9 +19,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from apache_beam.options.pipeline_options import StandardOptions
 from tqdm import tqdm
 
+from pipeline.launcher.beam_options import is_local_runner
 from transforms import metrics
 from transforms.progress import Progress, ProgressChannel
 
@@ -42,7 +42,7 @@ class RunProgress:
     def __init__(self, tasks, options, *, enabled: bool):
         self.channel: ProgressChannel | None = None
         self._display: ProgressDisplay | None = None
-        self._local = _is_local_runner(options)
+        self._local = is_local_runner(options)
         rows = [task.rows for task in tasks]
         self.total_rows: int | None = sum(rows) if rows and None not in rows else None  # CSV, query: unknown
         if not enabled:
@@ -68,18 +68,6 @@ class RunProgress:
         """A remote job, once submitted: its metrics, if its runner reports them mid-run."""
         if self._display is not None and not self._local:
             self._display.follow(metrics_progress(result))
-
-
-_LOCAL_RUNNERS = {"directrunner", "fnapirunner", "bundlebaseddirectrunner", "switchingdirectrunner"}
-
-
-def _is_local_runner(options) -> bool:
-    """Whether Beam's workers run on this machine (FnApiRunner, the DirectRunners)."""
-    runner = options.view_as(StandardOptions).runner
-    if runner is None:
-        return True
-    name = (runner if isinstance(runner, str) else type(runner).__name__).lower()
-    return (name if name.endswith("runner") else name + "runner") in _LOCAL_RUNNERS
 
 
 class ProgressDisplay:

@@ -31,7 +31,7 @@ from pipeline.krux import layout
 from pipeline.krux.report import RunReport
 from pipeline.launcher import publish
 from pipeline.launcher import rejects as rejects_file
-from pipeline.launcher.beam_options import beam_options, configure_filesystems
+from pipeline.launcher.beam_options import beam_options, configure_filesystems, is_local_runner
 from pipeline.launcher.graph import INVALID_ROW_NAME, MANIFEST_NAME, ExportPlan, build_pipeline
 from pipeline.launcher.local_workers import filtered_stderr, stop_children
 from pipeline.launcher.progress import RunProgress
@@ -40,7 +40,6 @@ from pipeline.storage import inputs
 from pipeline.storage.query import QUERY_TABLE, query_of
 from pipeline.storage.stores import ObjectInfo, StoreSpec
 from transforms.rejects import RejectsTarget
-from transforms.spill import has_local_shuffle
 
 __all__ = ["RunResult", "resolve_target", "run_export"]
 
@@ -235,7 +234,7 @@ def _run_pipeline(plan: ExportPlan, settings: RunSettings, options: PipelineOpti
 @contextlib.contextmanager
 def _spill_dir(settings: RunSettings, options: PipelineOptions):
     """A local directory for the grouping's shuffle on a local runner, removed after the run."""
-    if not (settings.group_by_user and has_local_shuffle(options)):
+    if not (settings.group_by_user and is_local_runner(options)):
         yield None
         return
     with tempfile.TemporaryDirectory(prefix="krux-spill-") as path:

@@ -7,17 +7,18 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.errors import StorageError
-from transforms.spill import IPC_OPTIONS, _spill_error, has_local_shuffle, read_run
+from pipeline.launcher.beam_options import is_local_runner
+from transforms.spill import IPC_OPTIONS, _spill_error, read_run
 
 
 @pytest.mark.parametrize("runner", ["FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"])
 def test_local_runners_shuffle_in_their_own_process(runner):
-    assert has_local_shuffle(PipelineOptions([f"--runner={runner}"]))
+    assert is_local_runner(PipelineOptions([f"--runner={runner}"]))
 
 
 @pytest.mark.parametrize("runner", ["DataflowRunner", "FlinkRunner", "PortableRunner", "PrismRunner"])
 def test_runners_with_a_shuffle_service_keep_beams_group_by_key(runner):
-    assert not has_local_shuffle(PipelineOptions([f"--runner={runner}"]))
+    assert not is_local_runner(PipelineOptions([f"--runner={runner}"]))
 
 
 def test_a_run_reads_the_same_from_a_spill_file_and_from_shuffled_bytes(tmp_path):
