@@ -30,7 +30,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.krux.lines import LineRules
 from pipeline.launcher.beam_options import configure_filesystems
-from pipeline.storage import inputs
+from pipeline.sources import tables as inputs
 
 
 def main() -> None:

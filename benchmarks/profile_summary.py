@@ -42,7 +42,7 @@ def short(frame: str) -> str:
 
 PHASES = (  # first match wins, on the whole stack
     ("imports (Python, Beam, pyarrow, boto3 start-up)", ("_find_and_load",)),
-    ("read Parquet (pipeline/storage/inputs.py)", ("read_task (pipeline/storage/inputs.py", "(transforms/read.py")),
+    ("read Parquet (pipeline/sources/files.py)", ("read_task (pipeline/sources/files.py", "(transforms/read.py")),
     ("check + normalize rows (krux/lines.normalize)", ("normalize (pipeline/krux/lines.py",)),
     ("build lines (krux/lines.build_lines)", ("build_lines (pipeline/krux/lines.py",)),
     ("group by user (transforms/group.py, krux/grouping.py)", ("(transforms/group", "(pipeline/krux/grouping")),

@@ -13,8 +13,8 @@ import contextlib
 import apache_beam as beam
 import pyarrow as pa
 
-from pipeline.storage.inputs import BATCH_ROWS, TableBatch
-from pipeline.storage.query import QUERY_TABLE, Query, open_engine, result_batches
+from pipeline.sources.files import BATCH_ROWS, TableBatch
+from pipeline.sources.query import QUERY_TABLE, Query, open_engine, result_batches
 from transforms import metrics
 from transforms.progress import ProgressChannel
 from transforms.spill import pack_arrow
@@ -22,7 +22,7 @@ from transforms.spill import pack_arrow
 __all__ = ["ReadQuery"]
 
 class ReadQuery(beam.PTransform):
-    """Runs `query` (a `pipeline.storage.query.Query`); `spread` hands its batches to every worker.
+    """Runs `query` (a `pipeline.sources.query.Query`); `spread` hands its batches to every worker.
 
     Counts the rows read (Beam counter) and reports them to `progress` if given.
     """

@@ -2,13 +2,13 @@
 
 Whatever the format (Parquet row groups or a CSV file, local or `s3://`), each element is a
 `TableBatch`, so nothing downstream knows where rows came from. The reading itself is
-`pipeline.storage.inputs.read_task`; this module only spreads it over workers.
+`pipeline.sources.files.read_task`; this module only spreads it over workers.
 """
 
 import apache_beam as beam
 
 from pipeline.errors import SchemaError, StorageError
-from pipeline.storage.inputs import BATCH_ROWS, is_storage_failure, read_task
+from pipeline.sources.files import BATCH_ROWS, is_storage_failure, read_task
 from transforms import metrics
 from transforms.progress import ProgressChannel
 

@@ -14,8 +14,8 @@ from pipeline.krux.grouping import plan_partitions
 from pipeline.krux.lines import LineRules
 from pipeline.launcher.beam_options import is_local_runner
 from pipeline.launcher.tunables import Tunables
-from pipeline.storage.inputs import Table
-from pipeline.storage.query import Query
+from pipeline.sources.query import Query
+from pipeline.sources.tables import Table
 from pipeline.storage.stores import StoreSpec
 from transforms.check import CheckRecords, FormatLines, StopSignal
 from transforms.group import GroupByUser

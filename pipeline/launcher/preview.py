@@ -13,8 +13,9 @@ import pyarrow.compute as pc
 
 from pipeline.krux.grouping import group_lines, to_triples
 from pipeline.krux.lines import LineRules, build_lines, normalize
-from pipeline.storage import inputs
-from pipeline.storage.query import open_engine, query_of, result_batches
+from pipeline.sources.files import read_task
+from pipeline.sources.query import open_engine, query_of, result_batches
+from pipeline.sources.tables import tables_of
 from transforms.shards import lines_buffer
 
 PREVIEW_BATCH_ROWS = 4096
@@ -48,9 +49,9 @@ def preview(settings, limit: int) -> tuple[list[str], dict]:
 
 
 def _table_batches(settings):
-    for table in inputs.tables_of(settings):
+    for table in tables_of(settings):
         for task in table.tasks:
-            for _, _, batch in inputs.read_task(task, PREVIEW_BATCH_ROWS):
+            for _, _, batch in read_task(task, PREVIEW_BATCH_ROWS):
                 yield batch
 
 

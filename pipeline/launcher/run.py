@@ -36,8 +36,8 @@ from pipeline.launcher.graph import INVALID_ROW_NAME, MANIFEST_NAME, ExportPlan,
 from pipeline.launcher.local_workers import filtered_stderr, stop_children
 from pipeline.launcher.progress import RunProgress
 from pipeline.launcher.tunables import Tunables
-from pipeline.storage import inputs
-from pipeline.storage.query import QUERY_TABLE, query_of
+from pipeline.sources.query import QUERY_TABLE, query_of
+from pipeline.sources.tables import tables_of
 from pipeline.storage.stores import ObjectInfo, StoreSpec
 from transforms.rejects import RejectsTarget
 
@@ -72,7 +72,7 @@ def run_export(
     options = beam_options(settings.beam_args)
     configure_filesystems(options)
     query = query_of(settings, date, now)
-    table_list = [] if query else inputs.tables_of(settings)
+    table_list = [] if query else tables_of(settings)
     if query:
         log.info("query (%s) checked; tables it can read: %d", query.origin, len(query.tables))
     else:

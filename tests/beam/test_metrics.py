@@ -10,7 +10,7 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
 from pipeline.krux.lines import LineRules
 from pipeline.launcher.progress import metrics_progress
-from pipeline.storage.inputs import ReadTask
+from pipeline.sources.files import ReadTask
 from pipeline.storage.stores import StoreSpec
 from transforms import metrics
 from transforms.check import CheckRecords, FormatLines

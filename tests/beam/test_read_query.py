@@ -5,7 +5,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.storage.query import plan_query
+from pipeline.sources.query import plan_query
 from transforms import metrics
 from transforms.progress import Progress, ProgressChannel
 from transforms.query import ReadQuery

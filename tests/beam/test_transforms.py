@@ -15,7 +15,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipeline.krux.grouping import group_lines, to_triples
 from pipeline.krux.lines import LineRules, normalize
 from pipeline.krux.report import RunReport
-from pipeline.storage.inputs import ReadTask, TableBatch
+from pipeline.sources.files import ReadTask, TableBatch
 from pipeline.storage.stores import StoreSpec
 from transforms.check import STOPPED, CheckRecords, FormatLines, StopSignal
 from transforms.group import GroupByUser, line_blocks

@@ -30,7 +30,7 @@ from apache_beam.pipeline import PipelineVisitor
 from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 
-from pipeline.storage import inputs as tables
+from pipeline.sources import tables
 from pipeline.config.connections import Connection, save_connection
 from pipeline.launcher.graph import ExportPlan, build_pipeline
 from pipeline.launcher.run import resolve_target

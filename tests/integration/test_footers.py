@@ -13,7 +13,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.errors import SchemaError
 from pipeline.krux.lines import LineRules
 from pipeline.launcher.beam_options import configure_filesystems
-from pipeline.storage import inputs
+from pipeline.sources import tables as inputs
 
 RULES = LineRules("user_id", "td_segment", "segment")
 # Loose: the timing target (1,000 files on S3 in seconds) is measured by benchmarks/footers.py.

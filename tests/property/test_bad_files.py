@@ -23,8 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.commands import cli
-from pipeline.storage.inputs import ReadTask
-from pipeline.storage.inputs import read_task
+from pipeline.sources.files import ReadTask, read_task
 
 DAY = "2026-11-28"
 TEN_MB = 10 * 1024 * 1024

@@ -7,7 +7,7 @@ import time
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.launcher.progress import ProgressDisplay, RunProgress
-from pipeline.storage.inputs import ReadTask
+from pipeline.sources.files import ReadTask
 from transforms.progress import Progress, ProgressChannel
 
 

@@ -21,14 +21,16 @@ from urllib.parse import urlparse
 import boto3
 import duckdb
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from pipeline.config.workflow import read_query_file, render_query
 from pipeline.errors import ExportError, SchemaError, StorageError, UsageError
 from pipeline.krux.lines import LineRules
-from pipeline.storage import inputs
+from pipeline.sources.files import csv_options
+from pipeline.sources.listing import find_tables, unique_names
+from pipeline.sources.schema import check_columns
+from pipeline.sources.tables import table_files
 from pipeline.storage.s3 import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, RETRY_ATTEMPTS, make_s3_client, parse_s3_uri
 
 __all__ = [
@@ -137,7 +139,7 @@ def check_result_schema(schema: pa.Schema, query: Query) -> None:
             f"{query.origin}: the result's first two columns must be {USER_COLUMN} and {SEGMENT_COLUMN} "
             f"(in that order), got {got}"
         )
-    inputs.check_columns(QUERY_TABLE, schema, query.rules, where=f" ({query.origin})")
+    check_columns(QUERY_TABLE, schema, query.rules, where=f" ({query.origin})")
 
 
 @contextlib.contextmanager
@@ -243,18 +245,15 @@ def _check_statement(connection, query: Query) -> None:
 
 def _query_tables(sources, database) -> tuple[QueryTable, ...]:
     """Each `--source` match under its name; each database entry also under `folder.name`."""
-    named = [(name, uri, None) for name, uri in (inputs.find_tables(sources, None, "") if sources else [])]
+    named = [(name, uri, None) for name, uri in (find_tables(sources, None, "") if sources else [])]
     if database:
         folder = database.rstrip("/").rsplit("/", 1)[-1]
-        named += [(name, uri, folder) for name, uri in inputs.find_tables((), database, "")]
-    seen = {}
+        named += [(name, uri, folder) for name, uri in find_tables((), database, "")]
+    schemas = {uri: schema for _, uri, schema in named}
     tables = []
-    for name, uri, schema in named:
-        if name in seen:
-            raise UsageError(f"two tables are named {name}: {seen[name]} and {uri}")
-        seen[name] = uri
-        file_format, files, columns = inputs.table_files(name, uri)
-        tables.append(QueryTable(name, schema, file_format, tuple(files), columns))
+    for name, uri in unique_names((name, uri) for name, uri, _ in named):
+        file_format, files, columns = table_files(name, uri)
+        tables.append(QueryTable(name, schemas[uri], file_format, tuple(files), columns))
     return tuple(tables)
 
 
@@ -289,14 +288,8 @@ def _dataset(table: QueryTable, filesystems: dict) -> ds.Dataset:
 def _file_format(table: QueryTable):
     if table.format == "parquet":
         return ds.ParquetFileFormat()
-    # As the table-based reader reads CSV: every column a string, line breaks inside quotes.
-    return ds.CsvFileFormat(
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in table.columns}, strings_can_be_null=False
-        ),
-        read_options=pacsv.ReadOptions(block_size=inputs.CSV_BLOCK_BYTES),
-    )
+    read, parse, convert = csv_options(table.columns)  # as the table-based reader reads CSV
+    return ds.CsvFileFormat(parse_options=parse, convert_options=convert, read_options=read)
 
 
 def _path(uri: str) -> str:
