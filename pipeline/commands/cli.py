@@ -100,7 +100,7 @@ def _fail(error: BaseException, is_run: bool, summary_path: str | None) -> int:
             emit_line(summary, summary_path)
         except OSError:
             pass  # the line is on stdout; the summary file could not be written
-    return summary["exit_code"]
+    return summary.exit_code
 
 
 def _raise_terminated(signum, frame):

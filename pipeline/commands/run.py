@@ -143,7 +143,7 @@ def _run_once(settings: RunSettings, job, runtime, quiet: bool) -> int:
     finally:
         after_run(result.summary, **outcome)  # published, even if the summary file could not be written
     summary = result.summary
-    log.info("published %s (%d bytes, %d lines)", summary["object_uri"], summary["bytes"], summary["lines_written"])
+    log.info("published %s (%d bytes, %d lines)", summary.object_uri, summary.bytes, summary.lines_written)
     return 0
 
 

@@ -4,22 +4,23 @@ import json
 import sys
 
 from pipeline.errors import describe_failure
+from pipeline.krux.summary import FailedSummary, Summary
 
 __all__ = ["emit_line", "failed_summary", "report_failure"]
 
 
-def failed_summary(error: BaseException) -> dict:
+def failed_summary(error: BaseException) -> FailedSummary:
     """`{"status": "failed", "exit_code": N, "error": "<one line>"}` for whatever was raised."""
     exit_code, reason = describe_failure(error)
-    return {"status": "failed", "exit_code": exit_code, "error": reason}
+    return FailedSummary(exit_code, reason)
 
 
-def emit_line(summary: dict, path: str | None = None) -> None:
+def emit_line(summary: Summary | FailedSummary, path: str | None = None) -> None:
     """Prints `summary` as one JSON line on stdout, and writes it to `path` too when given.
 
     A summary file that cannot be written does not hide the line on stdout.
     """
-    line = json.dumps(summary)
+    line = json.dumps(summary.to_json())
     try:
         if path:
             with open(path, "w", encoding="utf-8") as handle:
@@ -28,6 +29,6 @@ def emit_line(summary: dict, path: str | None = None) -> None:
         print(line, flush=True)
 
 
-def report_failure(summary: dict) -> None:
+def report_failure(summary: FailedSummary) -> None:
     """The one line on stderr that says why a command failed."""
-    print(f"krux-export: error: {summary['error']}", file=sys.stderr, flush=True)
+    print(f"krux-export: error: {summary.error}", file=sys.stderr, flush=True)

@@ -29,6 +29,7 @@ from pipeline.errors import (
 )
 from pipeline.krux import layout
 from pipeline.krux.report import RunReport
+from pipeline.krux.summary import Summary
 from pipeline.launcher import publish
 from pipeline.launcher import rejects as rejects_file
 from pipeline.launcher.beam_options import beam_options, configure_filesystems, is_local_runner
@@ -50,7 +51,7 @@ log = logging.getLogger("krux_export")
 class RunResult:
     """A succeeded run: its summary line, as the command prints it."""
 
-    summary: dict
+    summary: Summary
 
 
 def run_export(
@@ -116,21 +117,17 @@ def run_export(
     _remove_staging_best_effort(store, staging)
     if rejects:
         _remove_rejects_best_effort(rejects, tunables, file=False)
-    return RunResult({
-        "status": "succeeded",
-        "run_id": run_id,
-        "date": date.isoformat(),
-        "object_uri": spec.uri(final_key),
-        "bytes": size,
-        "rows_read": {
-            "total": sum(report.rows.values()),
-            "tables": {name: report.rows.get(name, 0) for name in table_names},
-        },
-        "lines_written": report.lines,
-        "invalid": dict(sorted(report.invalid.items())),
-        "replaced": [spec.uri(key) for key in replaced],
-        "duration_s": round(time.monotonic() - started, 3),
-    })
+    return RunResult(Summary(
+        run_id=run_id,
+        date=date.isoformat(),
+        object_uri=spec.uri(final_key),
+        bytes=size,
+        rows_read={name: report.rows.get(name, 0) for name in table_names},
+        lines_written=report.lines,
+        invalid=dict(report.invalid),
+        replaced=tuple(spec.uri(key) for key in replaced),
+        duration_s=round(time.monotonic() - started, 3),
+    ))
 
 
 class _Published:

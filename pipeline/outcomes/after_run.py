@@ -8,6 +8,7 @@ import datetime
 import logging
 
 from pipeline.config.notify import Notify
+from pipeline.krux.summary import FailedSummary, Summary
 from pipeline.outcomes.history import history_file, record_run
 from pipeline.outcomes.notify import send_notifications
 
@@ -17,7 +18,7 @@ log = logging.getLogger("krux_export")
 
 
 def after_run(
-    summary: dict,
+    summary: Summary | FailedSummary,
     *,
     export_name: str,
     started_at: datetime.datetime,
@@ -36,10 +37,10 @@ def after_run(
         log.warning("the run was not added to the history %s: %s", history_file(export_name),
                     error.strerror or error)
     if tell and job_name is not None:
-        event = "success" if summary.get("status") == "succeeded" else "failure"
+        event = "success" if isinstance(summary, Summary) else "failure"
         send_notifications(notify, summary, job=job_name, event=event)
 
 
-def after_disabling(summary: dict, *, job_name: str, notify: Notify | None) -> None:
+def after_disabling(summary: FailedSummary, *, job_name: str, notify: Notify | None) -> None:
     """Sends `disabled` (after the last run's `failure`): the schedule has stopped itself."""
     send_notifications(notify, summary, job=job_name, event="disabled")

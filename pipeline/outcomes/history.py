@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from pipeline.config.connections import connections_home
+from pipeline.krux.summary import FailedSummary, Summary
 
 __all__ = ["KEEP_RUNS", "TRIM_AT_RUNS", "history_file", "read_history", "record_run"]
 
@@ -33,7 +34,7 @@ def history_file(export_name: str, home: Path | str | None = None) -> Path:
 
 
 def record_run(
-    summary: dict,
+    summary: Summary | FailedSummary,
     *,
     export_name: str,
     started_at: datetime.datetime,
@@ -45,7 +46,7 @@ def record_run(
 
     Raises OSError when the file cannot be written (the caller warns; a run's outcome stands).
     """
-    line = json.dumps({"started_at": _utc_text(started_at), "export_name": export_name, **summary})
+    line = json.dumps({"started_at": _utc_text(started_at), "export_name": export_name, **summary.to_json()})
     path = history_file(export_name, home)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _locked(path, fcntl.LOCK_EX, create=True) as handle:

@@ -13,6 +13,7 @@ import urllib.request
 
 from pipeline.config.notify import Notify, webhook_url
 from pipeline.errors import ConfigError
+from pipeline.krux.summary import FailedSummary, Summary
 
 __all__ = ["TIMEOUT_S", "notification_body", "send_notifications", "webhook_problem"]
 
@@ -22,13 +23,13 @@ TIMEOUT_S = 10.0
 """How long a webhook may take to answer, or a command to finish, before the notification failed."""
 
 
-def notification_body(summary: dict, *, job: str, event: str) -> dict:
+def notification_body(summary: Summary | FailedSummary, *, job: str, event: str) -> dict:
     """The run's summary line (succeeded or failed) plus the job's name and the event."""
-    return {**summary, "job": job, "event": event}
+    return {**summary.to_json(), "job": job, "event": event}
 
 
 def send_notifications(
-    notify: Notify | None, summary: dict, *, job: str, event: str, timeout: float = TIMEOUT_S
+    notify: Notify | None, summary: Summary | FailedSummary, *, job: str, event: str, timeout: float = TIMEOUT_S
 ) -> bool:
     """Sends `event` by webhook and/or command if the job's `notify:` asks for it.
 

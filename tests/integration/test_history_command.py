@@ -11,6 +11,7 @@ import pytest
 from pipeline.commands import cli
 from pipeline.errors import StorageError, Terminated
 from pipeline.launcher.run import RunResult
+from tests.summaries import succeeded
 
 NOW = datetime.datetime(2026, 11, 28, 9, 30, 0, tzinfo=datetime.timezone.utc)
 SUCCEEDED = {
@@ -19,6 +20,7 @@ SUCCEEDED = {
     "rows_read": {"total": 12, "tables": {"segment_a": 12}}, "lines_written": 10,
     "invalid": {"missing_user_id": 1, "value_too_long": 1}, "replaced": [], "duration_s": 12.345,
 }
+"""The summary line of `succeeded()`, written out from SPEC §7."""
 
 
 class StillClock:
@@ -44,7 +46,7 @@ def krux(argv, run_export=None):
 
 
 def succeeding(settings, **_):
-    return RunResult(dict(SUCCEEDED))
+    return RunResult(succeeded())
 
 
 def failing_with(error):

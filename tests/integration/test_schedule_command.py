@@ -12,6 +12,7 @@ import pytest
 from pipeline.commands import cli
 from pipeline.errors import Terminated
 from pipeline.launcher.run import RunResult
+from tests.summaries import succeeded
 
 NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.timezone.utc)
 
@@ -219,7 +220,7 @@ def test_beam_options_given_to_the_command_follow_the_jobs_own(tmp_path, clock):
 
     def run_export(settings, tunables=None):
         seen.append(settings)
-        return RunResult({"status": "succeeded"})
+        return RunResult(succeeded())
 
     assert schedule_cli(["schedule", str(path), "--direct_num_workers=3"], clock, run_export) == 0
     assert [(s.date, s.beam_args) for s in seen] == [
@@ -292,7 +293,7 @@ def test_a_failing_notification_does_not_change_the_schedule(tmp_path, clock, ca
     clock.stop_at = 3
 
     def run_export(settings, tunables=None):
-        return RunResult({"status": "succeeded", "date": settings.date.isoformat()})
+        return RunResult(succeeded(date=settings.date.isoformat()))
 
     assert schedule_cli(["schedule", str(path)], clock, run_export) == 0
     out, err = capsys.readouterr()

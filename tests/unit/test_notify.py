@@ -11,8 +11,10 @@ import pytest
 
 from pipeline.config.notify import Notify
 from pipeline.outcomes.notify import send_notifications, webhook_problem
+from tests.summaries import FailedSummary, succeeded
 
-SUMMARY = {"status": "failed", "exit_code": 2, "error": "table segment_a: column KUID is missing"}
+SUMMARY = FailedSummary(exit_code=2, error="table segment_a: column KUID is missing")
+SUMMARY_LINE = {"status": "failed", "exit_code": 2, "error": "table segment_a: column KUID is missing"}
 TOKEN = "T0KEN-s3cret-abc123"  # in the webhook fixture's URL
 
 
@@ -40,16 +42,18 @@ def test_a_webhook_gets_the_summary_with_job_and_event_as_json(webhook):
     assert send_notifications(notify, SUMMARY, job="daily_krux", event="failure") is True
     assert webhook.received == [(
         f"/hooks/{TOKEN}", "application/json",
-        {**SUMMARY, "job": "daily_krux", "event": "failure"},
+        {**SUMMARY_LINE, "job": "daily_krux", "event": "failure"},
     )]
 
 
 def test_a_command_gets_the_same_json_on_stdin_and_its_output_stays_off_stdout(stdin_to_file, tmp_path, capfd):
     out = tmp_path / "body.json"
     notify = Notify(command=(str(stdin_to_file), "0", str(out)))
-    summary = {"status": "succeeded", "run_id": "20261128T000000Z-3f9a", "lines_written": 2}
+    summary = succeeded(run_id="20261128T000000Z-3f9a", lines_written=2)
     assert send_notifications(notify, summary, job="daily_krux", event="failure") is True
-    assert json.loads(out.read_text()) == {**summary, "job": "daily_krux", "event": "failure"}
+    body = json.loads(out.read_text())
+    assert (body["run_id"], body["lines_written"], body["job"], body["event"]) == (
+        "20261128T000000Z-3f9a", 2, "daily_krux", "failure")
     assert capfd.readouterr().out == ""
 
 

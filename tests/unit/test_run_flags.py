@@ -5,6 +5,7 @@ import textwrap
 
 from pipeline.commands import cli
 from pipeline.launcher.run import RunResult
+from tests.summaries import succeeded
 
 
 def run_with_job(tmp_path, capsys, *flags):
@@ -21,7 +22,7 @@ def run_with_job(tmp_path, capsys, *flags):
 
     def run_export(settings, **_):
         seen.append(settings)
-        return RunResult({"status": "succeeded", "object_uri": "s3://b/k", "bytes": 1, "lines_written": 1})
+        return RunResult(succeeded())
 
     code = cli.main(["run", "--job", str(job), *flags], runtime=cli.Runtime(run_export=run_export))
     assert code == 0, capsys.readouterr().err
@@ -57,7 +58,7 @@ def test_a_query_on_the_command_line_replaces_the_job_files_query_file(tmp_path,
 
     def run_export(settings, **_):
         seen.append(settings)
-        return RunResult({"status": "succeeded", "object_uri": "x", "bytes": 1, "lines_written": 1})
+        return RunResult(succeeded())
 
     argv = ["run", "--job", str(job), "--query", "SELECT 'u' AS user_id, 's' AS td_segment"]
     assert cli.main(argv, runtime=cli.Runtime(run_export=run_export)) == 0, capsys.readouterr().err
