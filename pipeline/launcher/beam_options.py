@@ -1,11 +1,14 @@
 """Beam's pipeline options for a run: our defaults under the user's own Beam flags.
 
 Flags that `krux-export` does not know go to Beam; a flag Beam does not know either is a
-typo, which the command refuses before anything runs.
+typo, which the command refuses before anything runs, as it refuses an unknown runner
+(`--runner=FnApiRuner`) and options the runner refuses (Dataflow without `--project`).
 """
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
+from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
+from apache_beam.runners.runner import create_runner
 
 from pipeline.errors import UsageError
 
@@ -33,7 +36,33 @@ def beam_options(beam_args) -> PipelineOptions:
         args = [*DEFAULT_BEAM_ARGS, *args]
     if not _has_flag(args, "--default_sdk_harness_log_level"):
         args.append("--default_sdk_harness_log_level=WARNING")
-    return PipelineOptions(args)
+    options = PipelineOptions(args)
+    _check_runner(options)
+    return options
+
+
+def _check_runner(options: PipelineOptions) -> None:
+    """Refuses an unknown runner, or options its runner refuses, before anything is built.
+
+    Beam itself would say so only when the pipeline is created, as a `ValueError`.
+    """
+    name = options.view_as(StandardOptions).runner
+    if not isinstance(name, str):
+        return
+    try:
+        runner = create_runner(name)
+    except ImportError as error:
+        if "." not in name:  # a known runner whose extra is not installed (Dataflow: apache-beam[gcp])
+            raise UsageError(f"--runner={name}: {error}") from error
+        raise UsageError(f"--runner={name}: no such runner class ({error})") from error
+    except ValueError as error:
+        known = ", ".join(StandardOptions.KNOWN_RUNNER_NAMES)
+        raise UsageError(
+            f"--runner={name}: no such Beam runner; known runners: {known}, or a runner class's full name"
+        ) from error
+    problems = PipelineOptionsValidator(options, runner).validate()
+    if problems:
+        raise UsageError("Beam options: " + " ".join(problems))
 
 
 _LOCAL_RUNNERS = {"directrunner", "fnapirunner", "bundlebaseddirectrunner", "switchingdirectrunner"}
