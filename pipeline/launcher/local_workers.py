@@ -20,7 +20,8 @@ import threading
 BEAM_NOISE = re.compile(
     rb"^(DEBUG|INFO|WARNING):(apache_beam|root|__main__|botocore)[.:]|Worker: severity: (INFO|WARN|DEBUG)"
 )
-BEAM_ERROR_LOG = re.compile(rb"^ERROR:apache_beam[.:]")
+BEAM_ERROR_LOG = re.compile(rb"^ERROR:apache_beam[.:]|^Traceback \(most recent call last\):")
+"""A failed bundle: Beam's error record, or the traceback its SDK harness prints bare."""
 RECORD = re.compile(rb"^(DEBUG|INFO|WARNING|ERROR|CRITICAL):|^krux-export:")
 
 FORWARDER_JOIN_S = 5.0
@@ -86,7 +87,7 @@ def _silenced_on_stop(silenced: threading.Event):
 
 
 def _forward(read_end: int, target: int, silenced: threading.Event, keep_all: bool) -> None:
-    in_error_log = False  # inside Beam's error log of a failed bundle: its traceback, until the next record
+    in_error_log = False  # inside a failed bundle's error log or traceback, until the next record
 
     try:
         with os.fdopen(read_end, "rb") as lines:
@@ -96,7 +97,7 @@ def _forward(read_end: int, target: int, silenced: threading.Event, keep_all: bo
                 if keep_all:
                     os.write(target, line)
                     continue
-                if RECORD.match(line):
+                if RECORD.match(line) or BEAM_ERROR_LOG.match(line):
                     in_error_log = bool(BEAM_ERROR_LOG.match(line))
                 if not in_error_log and not BEAM_NOISE.search(line):
                     os.write(target, line)
