@@ -50,7 +50,8 @@ def record_run(
     path = history_file(export_name, home)
     # $KRUX_EXPORT_HOME too is created private (SPEC §7), as `connection add` creates it; a
     # folder that exists keeps the mode its owner gave it.
-    path.parent.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.parent.parent.exists():
+        path.parent.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.parent.mkdir(mode=0o700, exist_ok=True)
     with _locked(path, fcntl.LOCK_EX, create=True) as handle:
         handle.seek(0, os.SEEK_END)
