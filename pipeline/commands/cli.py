@@ -94,17 +94,18 @@ OUR_PACKAGES = ("pipeline", "transforms")
 
 
 def configure_logging(*, verbose: bool = False) -> None:
-    """Our packages' lines at INFO (DEBUG when verbose), their warnings always; others' only at ERROR.
+    """Our packages' lines at INFO (DEBUG when verbose), so their warnings always show.
 
-    Verbose (`--verbose`, or `KRUX_EXPORT_LOG=debug`) also shows other libraries' warnings and
-    Beam's own error logs, and `main` then logs a failure's traceback.
+    Other libraries stay quiet: Beam logs a worker's failure with its traceback (and a portable
+    job's error through the root logger), which our one-line reason says instead. Verbose
+    (`--verbose`, or `KRUX_EXPORT_LOG=debug`) shows their warnings and errors too, and `main`
+    then logs a failure's traceback.
     """
     verbose = verbose or os.environ.get(LOG_VARIABLE, "").strip().lower() == "debug"
-    logging.basicConfig(level=logging.WARNING if verbose else logging.ERROR, stream=sys.stderr,
+    logging.basicConfig(level=logging.WARNING if verbose else logging.CRITICAL, stream=sys.stderr,
                         format="krux-export: %(message)s", force=True)
     for package in OUR_PACKAGES:
         logging.getLogger(package).setLevel(logging.DEBUG if verbose else logging.INFO)
-    # Beam logs a worker's failure with its traceback; our one-line reason says it instead.
     logging.getLogger("apache_beam").setLevel(logging.WARNING if verbose else logging.CRITICAL)
 
 
