@@ -45,7 +45,7 @@ from pipeline.sources.tables import tables_of
 from pipeline.storage.stores import ObjectInfo, StoreSpec
 from transforms.rejects import RejectsTarget
 
-__all__ = ["RunResult", "resolve_target", "run_export"]
+__all__ = ["RunResult", "other_run_staged", "resolve_target", "run_export"]
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def _run_export(settings: RunSettings, now, date, run_id: str, tunables: Tunable
             settings, plan, options, store, final_key, day_dir, published, show_progress
         )
     except BaseException as error:
-        other_run = _other_run_staged(store, settings.export_name, run_id) if isinstance(error, StorageError) else None
+        other_run = other_run_staged(store, settings.export_name, run_id) if isinstance(error, StorageError) else None
         # After a signal only seconds are left: a new client whose calls cannot hang.
         _remove_staging_best_effort(store if isinstance(error, Exception) else spec.open(prompt=True), staging)
         if rejects:
@@ -203,7 +203,7 @@ def _remove_rejects_best_effort(target: RejectsTarget, tunables: Tunables, *, fi
         log.warning("rejects of this run left at %s: %s", target.uri, error)
 
 
-def _other_run_staged(store, export_name: str, run_id: str) -> str | None:
+def other_run_staged(store, export_name: str, run_id: str) -> str | None:
     """Another run of the export, if its staging is there while this run's own is gone.
 
     A run sweeps the staging of earlier runs when it starts: this run's shards vanishing while
