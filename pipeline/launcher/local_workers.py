@@ -23,6 +23,8 @@ BEAM_NOISE = re.compile(
 BEAM_ERROR_LOG = re.compile(rb"^ERROR:apache_beam[.:]|^Traceback \(most recent call last\):")
 """A failed bundle: Beam's error record, or the traceback its SDK harness prints bare."""
 RECORD = re.compile(rb"^(DEBUG|INFO|WARNING|ERROR|CRITICAL):|^krux-export:")
+OUR_RECORD = re.compile(rb"^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL):(?:pipeline|transforms)(?:\.\w+)*:")
+"""A worker's log line from our packages (Python's default format): shown as the launcher's are."""
 
 FORWARDER_JOIN_S = 5.0
 """How long the launcher waits for the workers' last lines once the pipeline is done."""
@@ -100,7 +102,7 @@ def _forward(read_end: int, target: int, silenced: threading.Event, keep_all: bo
                 if RECORD.match(line) or BEAM_ERROR_LOG.match(line):
                     in_error_log = bool(BEAM_ERROR_LOG.match(line))
                 if not in_error_log and not BEAM_NOISE.search(line):
-                    os.write(target, line)
+                    os.write(target, OUR_RECORD.sub(b"krux-export: ", line, count=1))
     finally:
         os.close(target)
 
