@@ -26,6 +26,7 @@ __all__ = [
     "SchemaError",
     "StorageError",
     "Terminated",
+    "UNEXPECTED",
     "UnexpectedError",
     "UsageError",
     "describe_failure",
@@ -77,6 +78,10 @@ class ExportError(_RunFacts, Exception):
         """This error as one marked line: `krux-export-error[<base64url of {"kind", "reason", "fields"}>]`."""
         data = json.dumps({"kind": type(self).__name__, "reason": self.reason, "fields": self.fields}, default=str)
         return PAYLOAD_START + base64.urlsafe_b64encode(data.encode()).decode().rstrip("=") + PAYLOAD_END
+
+    def __reduce__(self):
+        # Pickled (between processes) as the payload is: class, reason, fields, and the run facts.
+        return type(self).from_payload, (self.reason, self.fields), self.__dict__
 
     @classmethod
     def from_payload(cls, reason: str, fields: dict) -> "ExportError":

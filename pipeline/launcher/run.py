@@ -279,7 +279,10 @@ def _run_graph(plan: ExportPlan, settings: RunSettings, options: PipelineOptions
             except Exception as error:  # a worker's error, as the runner hands it back
                 if local_workers:  # a bundle still in flight must not write after the cleanup
                     stop_children()
-                raise (_invalid_row_found(plan) or _pipeline_failure(error)) from error
+                failure = _invalid_row_found(plan) or _pipeline_failure(error)
+                if failure is error:  # ours, raised in-process as it is
+                    raise
+                raise failure from error
             except BaseException:  # SIGTERM, Ctrl-C: no worker may write a shard after the cleanup
                 if local_workers:
                     stop_children()

@@ -2,6 +2,7 @@
 exit code and run facts of whatever escapes a run."""
 
 import json
+import pickle
 import traceback
 
 import pytest
@@ -90,3 +91,10 @@ def test_whatever_escapes_a_run_carries_its_id_and_day():
 def test_a_plain_export_error_has_no_run_until_the_launcher_gives_it_one():
     error = ExportError("x")
     assert (error.run_id, error.date) == (None, None)
+
+
+def test_a_pickled_error_keeps_its_class_fields_and_run():
+    error = in_run(SettingError("compression", "must be one of gzip, none"), "20261128T093000Z-3f9a", "2026-11-28")
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back) is SettingError and str(back) == str(error) and back.setting == "compression"
+    assert (back.run_id, back.date) == ("20261128T093000Z-3f9a", "2026-11-28")
