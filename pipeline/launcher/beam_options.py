@@ -12,7 +12,14 @@ from apache_beam.runners.runner import create_runner
 
 from pipeline.errors import UsageError
 
-__all__ = ["DEFAULT_BEAM_ARGS", "beam_options", "configure_filesystems", "is_local_runner", "unknown_beam_flag"]
+__all__ = [
+    "DEFAULT_BEAM_ARGS",
+    "beam_options",
+    "check_runner",
+    "configure_filesystems",
+    "is_local_runner",
+    "unknown_beam_flag",
+]
 
 DEFAULT_BEAM_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2")
 """Both cores, and never the Prism download that Beam's default runner attempts first."""
@@ -37,20 +44,29 @@ def beam_options(beam_args) -> PipelineOptions:
     if not _has_flag(args, "--default_sdk_harness_log_level"):
         args.append("--default_sdk_harness_log_level=WARNING")
     options = PipelineOptions(args)
-    _check_runner(options)
+    runner = _runner(options)
+    # Beam itself checks these only when the pipeline is created, as a `ValueError`.
+    problems = PipelineOptionsValidator(options, runner).validate() if runner else []
+    if problems:
+        raise UsageError("Beam options: " + " ".join(problems))
     return options
 
 
-def _check_runner(options: PipelineOptions) -> None:
-    """Refuses an unknown runner, or options its runner refuses, before anything is built.
+def check_runner(beam_args) -> None:
+    """Raises `UsageError` if `--runner` names no runner (`--runner=FnApiRuner`), naming the known ones.
 
-    Beam itself would say so only when the pipeline is created, as a `ValueError`.
+    A command checks this before reading anything; the other options are checked once a job
+    file's own `beam_args` are added (`beam_options`).
     """
+    _runner(PipelineOptions(list(beam_args)))
+
+
+def _runner(options: PipelineOptions):
     name = options.view_as(StandardOptions).runner
     if not isinstance(name, str):
-        return
+        return None
     try:
-        runner = create_runner(name)
+        return create_runner(name)
     except ImportError as error:
         if "." not in name:  # a known runner whose extra is not installed (Dataflow: apache-beam[gcp])
             raise UsageError(f"--runner={name}: {error}") from error
@@ -60,9 +76,6 @@ def _check_runner(options: PipelineOptions) -> None:
         raise UsageError(
             f"--runner={name}: no such Beam runner; known runners: {known}, or a runner class's full name"
         ) from error
-    problems = PipelineOptionsValidator(options, runner).validate()
-    if problems:
-        raise UsageError("Beam options: " + " ".join(problems))
 
 
 _LOCAL_RUNNERS = {"directrunner", "fnapirunner", "bundlebaseddirectrunner", "switchingdirectrunner"}

@@ -128,3 +128,14 @@ def test_a_home_folder_the_user_made_keeps_its_mode(capfd, tmp_path, good_table,
     assert code == 0, err
     assert stat.S_IMODE(home.stat().st_mode) == 0o750
     assert stat.S_IMODE((home / "history").stat().st_mode) == 0o700
+
+
+def test_a_mistyped_runner_in_a_job_file_is_a_usage_error_of_that_run(capfd, tmp_path, good_table):
+    job = tmp_path / "job.yml"
+    job.write_text(
+        f"name: daily_krux\nsource: {{database: {good_table.parent}}}\noutput_root: {tmp_path / 'out'}\n"
+        'beam_args: ["--runner=FnApiRuner"]\n'
+        "result_settings: {export_type: first_party_segment, export_name: daily_krux}\n", encoding="utf-8")
+    code, summary, _ = run_cli(capfd, "--job", str(job), "--date", DAY)
+    assert code == 2 and summary["error"].startswith("--runner=FnApiRuner: no such Beam runner"), summary
+    assert summary["date"] == DAY
