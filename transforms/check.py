@@ -100,7 +100,9 @@ class _CheckRecordsFn(beam.DoFn):
         invalid_count = pc.sum(invalid).as_py() or 0
         if self._stop:
             if invalid_count:
-                self._fail(self._describe_first(table, first_row, batch, rows, invalid))
+                index = pc.index(invalid, True).as_py()
+                row = first_row + index if first_row is not None else None
+                self._fail(self._describe(table, row, batch.column, rows, index), table=table, row=row)
             self._check_stop()
         if invalid_count:
             report.invalid = rows.invalid_counts()
@@ -115,13 +117,13 @@ class _CheckRecordsFn(beam.DoFn):
         if len(rows.user):
             yield CheckedBatch(table, rows)
 
-    def _fail(self, detail: str):
+    def _fail(self, detail: str, *, table: str, row: int | None):
         reason = f"{detail}; --skip-invalid-records drops and counts invalid rows"
         try:
             self._stop_store.put(self._stop.key, reason.encode())
         except StorageError as error:  # the other workers then run on; this bundle still fails
             log.warning("could not tell the other workers to stop: %s", error)
-        raise InvalidRecordsError(reason)
+        raise InvalidRecordsError(reason, table=table, row=row)
 
     def _check_stop(self):
         """Raises if another worker found an invalid row (looks at most every `STOP_CHECK_S`)."""
@@ -137,15 +139,14 @@ class _CheckRecordsFn(beam.DoFn):
         if found:
             raise InvalidRecordsError(STOPPED)
 
-    def _describe_first(self, table, first_row, batch, rows, invalid) -> str:
-        """The batch's first invalid row: table, row number, reason, column, a redacted preview."""
-        index = pc.index(invalid, True).as_py()
+    def _describe(self, table, row, columns, rows, index) -> str:
+        """An invalid row: table, row number, reason, column, a redacted preview."""
         reason = rows.reasons[index].as_py()
         column = rows.reason_columns[index].as_py()
-        where = f"table {table} row {first_row + index}" if first_row is not None else f"table {table}"
+        where = f"table {table} row {row}" if row is not None else f"table {table}"
         detail = f"{where}: {reason}"
         if column is not None:
-            detail += f" in column {column} ({redacted_preview(batch.column(column)[index].as_py())})"
+            detail += f" in column {column} ({redacted_preview(columns(column)[index].as_py())})"
         return detail
 
 

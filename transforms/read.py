@@ -6,8 +6,9 @@ Whatever the format (Parquet row groups or a CSV file, local or `s3://`), each e
 """
 
 import apache_beam as beam
+import pyarrow as pa
 
-from pipeline.errors import SchemaError, StorageError
+from pipeline.errors import ExportError, SchemaError, StorageError, UnexpectedError
 from pipeline.sources.files import BATCH_ROWS, is_storage_failure, read_task
 from transforms import metrics
 from transforms.progress import ProgressChannel
@@ -61,7 +62,28 @@ class _ReadTaskFn(beam.DoFn):
                 if self._progress_writer:
                     self._progress_writer.add(rows=rows)
                 yield table_batch
-        except Exception as error:  # whatever breaks here, the file is what the user must check
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            kind = StorageError if is_storage_failure(error) else SchemaError
-            raise kind(f"table {task.table}: cannot read {task.path}: {reason}") from error
+        except Exception as error:
+            raise _read_failure(error, task) from error
+
+
+def _read_failure(error: Exception, task) -> ExportError:
+    """What stopped reading a task: a bad file (exit 2), storage (exit 4), or anything else (exit 1).
+
+    Only Arrow's verdict on the bytes (not Parquet, not UTF-8, a CSV it cannot parse) blames
+    the file; a bug or exhausted memory says so, with its class, rather than "fix the file".
+    """
+    where = dict(table=task.table, path=task.path)
+    reason = f"table {task.table}: cannot read {task.path}: {_first_line(error)}"
+    if isinstance(error, ExportError):
+        return error
+    if is_storage_failure(error) or isinstance(error, OSError) and error.errno is not None:
+        return StorageError(reason, **where)  # S3, or the file system (gone, no permission)
+    if isinstance(error, MemoryError):
+        return UnexpectedError.of(error, f"table {task.table}: reading {task.path}")
+    if isinstance(error, pa.ArrowException | OSError | UnicodeDecodeError | EOFError):
+        return SchemaError(reason, **where)  # Arrow's verdict on the bytes (its IOError has no errno)
+    return UnexpectedError.of(error, f"table {task.table}: reading {task.path}")
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -10,6 +10,7 @@ failed); progress goes to stderr. Exit codes: 0 done; 2 usage, configuration or 
 import argparse
 import dataclasses
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -17,12 +18,12 @@ from collections.abc import Callable
 from pipeline.commands import connection, history, preview, run, schedule
 from pipeline.commands.beam_flags import flag_name
 from pipeline.commands.summary import emit_line, failed_summary, report_failure
-from pipeline.errors import ExportError, Interrupted, Terminated, UsageError
+from pipeline.errors import Interrupted, Terminated, UsageError, describe_failure
 from pipeline.schedule.loop import Clock, SystemClock
 
 __all__ = ["Runtime", "build_parser", "main"]
 
-log = logging.getLogger("krux_export")
+log = logging.getLogger(__name__)
 
 SUBCOMMANDS = (run, preview, connection, schedule, history)
 
@@ -44,11 +45,15 @@ class Runtime:
 class ArgumentParser(argparse.ArgumentParser):
     """Raises `UsageError` instead of exiting, so `run` can still print its JSON line.
 
-    No abbreviations: a shortened or mistyped flag must not silently mean another one.
+    No abbreviations: a shortened or mistyped flag must not silently mean another one. Every
+    command and subcommand takes `--verbose`, wherever it is put on the line.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, allow_abbrev=False, **kwargs)
+        self.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                          help=f"debug lines, and the traceback of a failure, a worker's too "
+                          f"(or {LOG_VARIABLE}=debug)")
 
     def error(self, message):
         raise UsageError(message)
@@ -71,25 +76,37 @@ def main(argv=None, *, runtime: Runtime | None = None) -> int:
     summary_path = None
     try:
         args, beam_args = build_parser().parse_known_args(argv)
+        if getattr(args, "verbose", False):
+            configure_logging(verbose=True)
         summary_path = getattr(args, "summary_json", None) if is_run else None
         if beam_args and not getattr(args, "takes_beam_args", False):
             raise UsageError(f"unknown option {flag_name(beam_args[0])}")
         return args.handler(args, beam_args, runtime)
-    except (ExportError, Interrupted, KeyboardInterrupt, Terminated) as error:
-        return _fail(error, is_run, summary_path)
-    except Exception as error:  # the last resort: one line, never a bare traceback
-        log.debug("unexpected error", exc_info=True)
+    except (Exception, Interrupted, KeyboardInterrupt, Terminated) as error:  # one line, never a bare traceback
+        log.debug("the traceback of: %s", describe_failure(error)[1], exc_info=error)
         return _fail(error, is_run, summary_path)
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
 
 
-def configure_logging() -> None:
-    """Our progress at INFO; other libraries' chatter (Beam's optional-GCP notices) only at ERROR."""
-    logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="krux-export: %(message)s", force=True)
-    log.setLevel(logging.INFO)
-    # Beam logs a worker's failure with its traceback; our one-line reason says it instead.
-    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
+LOG_VARIABLE = "KRUX_EXPORT_LOG"
+OUR_PACKAGES = ("pipeline", "transforms")
+
+
+def configure_logging(*, verbose: bool = False) -> None:
+    """Our packages' lines at INFO (DEBUG when verbose), so their warnings always show.
+
+    Other libraries stay quiet: Beam logs a worker's failure with its traceback (and a portable
+    job's error through the root logger), which our one-line reason says instead. Verbose
+    (`--verbose`, or `KRUX_EXPORT_LOG=debug`) shows their warnings and errors too, and `main`
+    then logs a failure's traceback.
+    """
+    verbose = verbose or os.environ.get(LOG_VARIABLE, "").strip().lower() == "debug"
+    logging.basicConfig(level=logging.WARNING if verbose else logging.CRITICAL, stream=sys.stderr,
+                        format="krux-export: %(message)s", force=True)
+    for package in OUR_PACKAGES:
+        logging.getLogger(package).setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("apache_beam").setLevel(logging.WARNING if verbose else logging.CRITICAL)
 
 
 def _fail(error: BaseException, is_run: bool, summary_path: str | None) -> int:

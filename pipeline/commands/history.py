@@ -14,7 +14,7 @@ from pipeline.outcomes.history import history_file, read_history
 
 __all__ = ["register"]
 
-log = logging.getLogger("krux_export")
+log = logging.getLogger(__name__)
 
 DEFAULT_LAST = 20
 

@@ -9,7 +9,7 @@ from pipeline.errors import UsageError
 
 __all__ = ["register"]
 
-log = logging.getLogger("krux_export")
+log = logging.getLogger(__name__)
 
 
 def register(commands) -> None:

@@ -17,7 +17,7 @@ from pipeline.outcomes.after_run import after_run
 
 __all__ = ["add_run_arguments", "launcher_run_export", "register", "run_settings"]
 
-log = logging.getLogger("krux_export")
+log = logging.getLogger(__name__)
 
 _SETTING_FIELDS = {field.name for field in dataclasses.fields(RunSettings)}
 

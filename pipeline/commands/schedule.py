@@ -21,7 +21,7 @@ from pipeline.schedule.loop import ScheduleDisabled, run_schedule
 
 __all__ = ["register"]
 
-log = logging.getLogger("krux_export")
+log = logging.getLogger(__name__)
 
 
 def register(commands) -> None:

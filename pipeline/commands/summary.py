@@ -3,16 +3,18 @@
 import json
 import sys
 
-from pipeline.errors import describe_failure
+from pipeline.errors import ExportError, Interrupted, describe_failure
 from pipeline.krux.summary import FailedSummary, Summary
 
 __all__ = ["emit_line", "failed_summary", "report_failure"]
 
 
 def failed_summary(error: BaseException) -> FailedSummary:
-    """`{"status": "failed", "exit_code": N, "error": "<one line>"}` for whatever was raised."""
+    """`{"status": "failed", "exit_code": N, "error": "<one line>"}` for whatever was raised,
+    plus `run_id` and `date` when the run knew them (the launcher sets them on what escapes)."""
     exit_code, reason = describe_failure(error)
-    return FailedSummary(exit_code, reason)
+    known = error if isinstance(error, ExportError | Interrupted) else None
+    return FailedSummary(exit_code, reason, run_id=known and known.run_id, date=known and known.date)
 
 
 def emit_line(summary: Summary | FailedSummary, path: str | None = None) -> None:

@@ -1,15 +1,25 @@
 """Beam's pipeline options for a run: our defaults under the user's own Beam flags.
 
 Flags that `krux-export` does not know go to Beam; a flag Beam does not know either is a
-typo, which the command refuses before anything runs.
+typo, which the command refuses before anything runs, as it refuses an unknown runner
+(`--runner=FnApiRuner`) and options the runner refuses (Dataflow without `--project`).
 """
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
+from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
+from apache_beam.runners.runner import create_runner
 
 from pipeline.errors import UsageError
 
-__all__ = ["DEFAULT_BEAM_ARGS", "beam_options", "configure_filesystems", "is_local_runner", "unknown_beam_flag"]
+__all__ = [
+    "DEFAULT_BEAM_ARGS",
+    "beam_options",
+    "check_runner",
+    "configure_filesystems",
+    "is_local_runner",
+    "unknown_beam_flag",
+]
 
 DEFAULT_BEAM_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2")
 """Both cores, and never the Prism download that Beam's default runner attempts first."""
@@ -33,7 +43,39 @@ def beam_options(beam_args) -> PipelineOptions:
         args = [*DEFAULT_BEAM_ARGS, *args]
     if not _has_flag(args, "--default_sdk_harness_log_level"):
         args.append("--default_sdk_harness_log_level=WARNING")
-    return PipelineOptions(args)
+    options = PipelineOptions(args)
+    runner = _runner(options)
+    # Beam itself checks these only when the pipeline is created, as a `ValueError`.
+    problems = PipelineOptionsValidator(options, runner).validate() if runner else []
+    if problems:
+        raise UsageError("Beam options: " + " ".join(problems))
+    return options
+
+
+def check_runner(beam_args) -> None:
+    """Raises `UsageError` if `--runner` names no runner (`--runner=FnApiRuner`), naming the known ones.
+
+    A command checks this before reading anything; the other options are checked once a job
+    file's own `beam_args` are added (`beam_options`).
+    """
+    _runner(PipelineOptions(list(beam_args)))
+
+
+def _runner(options: PipelineOptions):
+    name = options.view_as(StandardOptions).runner
+    if not isinstance(name, str):
+        return None
+    try:
+        return create_runner(name)
+    except ImportError as error:
+        if "." not in name:  # a known runner whose extra is not installed (Dataflow: apache-beam[gcp])
+            raise UsageError(f"--runner={name}: {error}") from error
+        raise UsageError(f"--runner={name}: no such runner class ({error})") from error
+    except ValueError as error:
+        known = ", ".join(StandardOptions.KNOWN_RUNNER_NAMES)
+        raise UsageError(
+            f"--runner={name}: no such Beam runner; known runners: {known}, or a runner class's full name"
+        ) from error
 
 
 _LOCAL_RUNNERS = {"directrunner", "fnapirunner", "bundlebaseddirectrunner", "switchingdirectrunner"}

@@ -1,13 +1,13 @@
 """Living with the multi-processing DirectRunner's worker processes on this machine.
 
 Its workers inherit stderr and log at INFO (start-up notices, "harness exiting", missing
-optional GCP libraries) whatever the pipeline options say: `filtered_stderr` drops those lines
-while the pipeline runs and passes on the rest. It also drops a worker's error log whose
-traceback ends in one of our own errors (an invalid row, a bad file): the launcher reports
-those in one line, and a traceback would bury it. And when a run is interrupted, its workers
-must stop before staging is cleaned, or a bundle in flight could write a shard after the
-cleanup: `stop_children` kills them; what they print while they die (their control channel
-gone) is dropped, since the stop is what the user asked for.
+optional GCP libraries) whatever the pipeline options say: `filtered_stderr` drops Beam's own
+lines while the pipeline runs and passes on the rest (our modules' warnings included). Beam's
+error log of a failed bundle (a traceback) is dropped too: the launcher reports the failure in
+one line, and shows the worker's traceback with `--verbose`, which keeps every line. And when
+a run is interrupted, its workers must stop before staging is cleaned, or a bundle in flight
+could write a shard after the cleanup: `stop_children` kills them; what they print while they
+die (their control channel gone) is dropped, since the stop is what the user asked for.
 """
 
 import contextlib
@@ -17,33 +17,46 @@ import signal
 import sys
 import threading
 
-NOISE = re.compile(
+BEAM_NOISE = re.compile(
     rb"^(DEBUG|INFO|WARNING):(apache_beam|root|__main__|botocore)[.:]|Worker: severity: (INFO|WARN|DEBUG)"
 )
-WORKER_ERROR = re.compile(rb"^ERROR:apache_beam[.:]")
+BEAM_ERROR_LOG = re.compile(rb"^ERROR:apache_beam[.:]|^Traceback \(most recent call last\):")
+"""A failed bundle: Beam's error record, or the traceback its SDK harness prints bare."""
 RECORD = re.compile(rb"^(DEBUG|INFO|WARNING|ERROR|CRITICAL):|^krux-export:")
-OUR_ERROR = re.compile(rb"\bpipeline\.errors\.\w+: ")
+OUR_RECORD = re.compile(rb"^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL):(?:pipeline|transforms)(?:\.\w+)*:")
+"""A worker's log line from our packages (Python's default format): shown as the launcher's are."""
+
+FORWARDER_JOIN_S = 5.0
+"""How long the launcher waits for the workers' last lines once the pipeline is done."""
 
 
 @contextlib.contextmanager
-def filtered_stderr():
-    """Filters this process's stderr (fd 2, which the workers inherit) while the block runs."""
+def filtered_stderr(*, keep_all: bool = False):
+    """Filters this process's stderr (fd 2, which the workers inherit) while the block runs.
+
+    `keep_all` (`--verbose`): every line is passed on, until a stop silences the workers.
+    """
     sys.stderr.flush()
     original = os.dup(2)
     read_end, write_end = os.pipe()
     os.dup2(write_end, 2)
     os.close(write_end)
     silenced = threading.Event()  # set: nothing more of the workers' output is passed on
-    forwarder = threading.Thread(target=_forward, args=(read_end, original, silenced), daemon=True)
+    # The forwarder writes to a descriptor of its own, which it closes: nothing here can close
+    # it (or let the number be reused) while the forwarder may still write.
+    forwarder = threading.Thread(
+        target=_forward, args=(read_end, os.dup(original), silenced, keep_all), daemon=True
+    )
     forwarder.start()
     try:
         with _silenced_on_stop(silenced):
             yield
     finally:
         sys.stderr.flush()
-        os.dup2(original, 2)  # our last write end of the pipe; the workers have exited
-        forwarder.join(timeout=5)
+        os.dup2(original, 2)  # fd 2 no longer holds the pipe: the forwarder ends when the workers' ends close
         os.close(original)
+        forwarder.join(timeout=FORWARDER_JOIN_S)
+        silenced.set()  # a worker still holding the pipe past that: its lines are no longer ours to show
 
 
 @contextlib.contextmanager
@@ -75,25 +88,23 @@ def _silenced_on_stop(silenced: threading.Event):
             signal.signal(signum, handler)
 
 
-def _forward(read_end: int, target: int, silenced: threading.Event) -> None:
-    error_log = []  # a worker's error record and the traceback lines after it, until the next record
+def _forward(read_end: int, target: int, silenced: threading.Event, keep_all: bool) -> None:
+    in_error_log = False  # inside a failed bundle's error log or traceback, until the next record
 
-    def end_error_log():
-        if error_log and not silenced.is_set() and not any(OUR_ERROR.search(line) for line in error_log):
-            os.write(target, b"".join(error_log))
-        error_log.clear()
-
-    with os.fdopen(read_end, "rb") as lines:
-        for line in lines:
-            if silenced.is_set():
-                continue  # drained, so no writer blocks on a full pipe
-            if error_log and RECORD.match(line):
-                end_error_log()
-            if error_log or WORKER_ERROR.match(line):
-                error_log.append(line)
-            elif not NOISE.search(line):
-                os.write(target, line)
-        end_error_log()
+    try:
+        with os.fdopen(read_end, "rb") as lines:
+            for line in lines:
+                if silenced.is_set():
+                    continue  # drained, so no writer blocks on a full pipe
+                if keep_all:
+                    os.write(target, line)
+                    continue
+                if RECORD.match(line) or BEAM_ERROR_LOG.match(line):
+                    in_error_log = bool(BEAM_ERROR_LOG.match(line))
+                if not in_error_log and not BEAM_NOISE.search(line):
+                    os.write(target, OUR_RECORD.sub(b"krux-export: ", line, count=1))
+    finally:
+        os.close(target)
 
 
 def stop_children() -> list[int]:

@@ -27,7 +27,7 @@ from transforms.progress import Progress, ProgressChannel
 
 __all__ = ["ProgressDisplay", "RunProgress", "metrics_progress"]
 
-log = logging.getLogger("krux_export")
+log = logging.getLogger(__name__)
 
 BAR_INTERVAL_S = 1.0
 PLAIN_INTERVAL_S = 5.0

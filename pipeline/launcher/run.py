@@ -24,8 +24,11 @@ from pipeline.errors import (
     InvalidRecordsError,
     StorageError,
     Terminated,
+    UNEXPECTED,
+    UnexpectedError,
     UsageError,
     error_from_worker,
+    in_run,
 )
 from pipeline.krux import layout
 from pipeline.krux.report import RunReport
@@ -42,9 +45,9 @@ from pipeline.sources.tables import tables_of
 from pipeline.storage.stores import ObjectInfo, StoreSpec
 from transforms.rejects import RejectsTarget
 
-__all__ = ["RunResult", "resolve_target", "run_export"]
+__all__ = ["RunResult", "other_run_staged", "resolve_target", "run_export"]
 
-log = logging.getLogger("krux_export")
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,12 +66,24 @@ def run_export(
 ) -> RunResult:
     """Runs one export. Raises `ExportError`s with exit codes, or `Interrupted` on a signal.
 
+    Whatever escapes carries the run's id and day (`error.run_id`, `error.date`): a bug as an
+    `UnexpectedError`, a signal as `Interrupted` (see `pipeline.errors.in_run`).
     `show_progress`: rows read, shards written and time on stderr while the pipeline runs.
     """
-    started = time.monotonic()
-    tunables = tunables or Tunables()
     now = now or datetime.datetime.now(datetime.timezone.utc)
     date = settings.date or now.astimezone(datetime.timezone.utc).date()
+    run_id = layout.new_run_id(now)
+    try:
+        return _run_export(settings, now, date, run_id, tunables or Tunables(), show_progress)
+    except BaseException as error:
+        failure = in_run(error, run_id, date.isoformat())
+        if failure is error:
+            raise
+        raise failure from error
+
+
+def _run_export(settings: RunSettings, now, date, run_id: str, tunables: Tunables, show_progress: bool) -> RunResult:
+    started = time.monotonic()
     spec, uploads_dir = resolve_target(settings)
     options = beam_options(settings.beam_args)
     configure_filesystems(options)
@@ -80,7 +95,6 @@ def run_export(
         log.info("%d tables checked: %s", len(table_list), ", ".join(t.name for t in table_list))
     table_names = [QUERY_TABLE] if query else [t.name for t in table_list]
 
-    run_id = layout.new_run_id(now)
     staging = layout.staging_dir(settings.export_name, run_id)
     day_dir = layout.day_dir(uploads_dir, date)
     final_key = day_dir + layout.final_name(
@@ -100,15 +114,15 @@ def run_export(
             settings, plan, options, store, final_key, day_dir, published, show_progress
         )
     except BaseException as error:
-        swept_by_another_run = isinstance(error, StorageError) and _is_empty(store, staging)
+        other_run = other_run_staged(store, settings.export_name, run_id) if isinstance(error, StorageError) else None
         # After a signal only seconds are left: a new client whose calls cannot hang.
         _remove_staging_best_effort(store if isinstance(error, Exception) else spec.open(prompt=True), staging)
         if rejects:
             _remove_rejects_best_effort(rejects, tunables, file=published.rejects and not published.uri)
-        if swept_by_another_run:
+        if other_run:
             raise StorageError(
                 f"run {run_id}: its staged shards were removed while it ran; another run of export "
-                f"{settings.export_name} started meanwhile and publishes the day's file ({error})"
+                f"{settings.export_name} ({other_run}) started meanwhile and publishes the day's file ({error})"
             ) from error
         if isinstance(error, (KeyboardInterrupt, Terminated)):
             signal_name = "SIGTERM" if isinstance(error, Terminated) else "SIGINT"
@@ -189,11 +203,22 @@ def _remove_rejects_best_effort(target: RejectsTarget, tunables: Tunables, *, fi
         log.warning("rejects of this run left at %s: %s", target.uri, error)
 
 
-def _is_empty(store, prefix: str) -> bool:
+def other_run_staged(store, export_name: str, run_id: str) -> str | None:
+    """Another run of the export, if its staging is there while this run's own is gone.
+
+    A run sweeps the staging of earlier runs when it starts: this run's shards vanishing while
+    another run stages is the one storage failure that overlapping runs explain. Any other
+    (an input table's S3 error, a shard write refused) is reported as it is.
+    """
+    own = layout.staging_dir(export_name, run_id)
     try:
-        return not store.list(prefix)
+        staged = store.list(layout.staging_dir(export_name))
     except StorageError:
-        return False
+        return None
+    if any(o.key.startswith(own) for o in staged):
+        return None
+    others = sorted({o.key[len(layout.staging_dir(export_name)):].split("/", 1)[0] for o in staged})
+    return f"run {', '.join(others)}" if others else None
 
 
 def _remove_staging_best_effort(store, staging: str) -> None:
@@ -245,16 +270,19 @@ def _run_graph(plan: ExportPlan, settings: RunSettings, options: PipelineOptions
     with RunProgress(tasks, options, enabled=show_progress) as progress:
         pipeline = build_pipeline(settings, dataclasses.replace(plan, progress=progress.channel), options)
         log.info("running the pipeline (run %s)", plan.run_id)
-        with filtered_stderr() if local_workers else contextlib.nullcontext():
+        with filtered_stderr(keep_all=log.isEnabledFor(logging.DEBUG)) if local_workers else contextlib.nullcontext():
             try:
                 progress.start()
                 result = pipeline.run()  # local runners return when done, remote ones once submitted
                 progress.follow(result)
                 result.wait_until_finish()
-            except Exception as error:  # Beam wraps worker errors; recover ours by name
+            except Exception as error:  # a worker's error, as the runner hands it back
                 if local_workers:  # a bundle still in flight must not write after the cleanup
                     stop_children()
-                raise (_invalid_row_found(plan) or _pipeline_failure(error)) from error
+                failure = _invalid_row_found(plan) or _pipeline_failure(error)
+                if failure is error:  # ours, raised in-process as it is
+                    raise
+                raise failure from error
             except BaseException:  # SIGTERM, Ctrl-C: no worker may write a shard after the cleanup
                 if local_workers:
                     stop_children()
@@ -285,17 +313,23 @@ def _cancel(result) -> None:
 
 
 def _pipeline_failure(error: Exception) -> ExportError:
-    """The one-line reason of a failed pipeline: our own error raised in a worker, if any."""
-    if isinstance(error, ExportError):  # raised in-process: keep its type, drop Beam's step suffix
-        return type(error)(str(error).split(" [while running")[0].strip())
-    text = error.details() if callable(getattr(error, "details", None)) else str(error)  # gRPC errors
+    """What failed the pipeline: our own error raised in a worker, rebuilt from its payload.
+
+    In-process runners raise it as it is; the others hand back the worker's traceback as text
+    (a gRPC error's `details()` for the portable runner), which carries the payload. Anything
+    else (a bug, a lost worker) is exit 1 with the worker's last line: its class and message.
+    """
+    if isinstance(error, ExportError):
+        return error
+    text = error.details() if callable(getattr(error, "details", None)) else str(error)
+    log.debug("the pipeline failed:\n%s", text)
     ours = error_from_worker(text)
     if ours is not None:
         return ours
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    if lines and lines[0].startswith("Pipeline has validations errors"):
-        return UsageError("Beam options: " + " ".join(lines[1:]))
-    return ExportError(f"pipeline failed: {lines[-1] if lines else type(error).__name__}")
+    if "Traceback (most recent call last)" not in text:  # raised in-process: the exception itself
+        return UnexpectedError.of(error, "pipeline failed")
+    last = [line.strip() for line in text.strip().splitlines() if line.strip()][-1]
+    return UnexpectedError(f"pipeline failed: {UNEXPECTED}: {last}")
 
 
 def _check_report(settings: RunSettings, report: RunReport) -> None:

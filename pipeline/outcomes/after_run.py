@@ -14,7 +14,7 @@ from pipeline.outcomes.notify import send_notifications
 
 __all__ = ["after_disabling", "after_run"]
 
-log = logging.getLogger("krux_export")
+log = logging.getLogger(__name__)
 
 
 def after_run(

@@ -48,7 +48,11 @@ def record_run(
     """
     line = json.dumps({"started_at": _utc_text(started_at), "export_name": export_name, **summary.to_json()})
     path = history_file(export_name, home)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # $KRUX_EXPORT_HOME too is created private (SPEC §7), as `connection add` creates it; a
+    # folder that exists keeps the mode its owner gave it.
+    if not path.parent.parent.exists():
+        path.parent.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, exist_ok=True)
     with _locked(path, fcntl.LOCK_EX, create=True) as handle:
         handle.seek(0, os.SEEK_END)
         handle.write((line + "\n").encode("utf-8"))

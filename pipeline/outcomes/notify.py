@@ -17,7 +17,7 @@ from pipeline.krux.summary import FailedSummary, Summary
 
 __all__ = ["TIMEOUT_S", "notification_body", "send_notifications", "webhook_problem"]
 
-log = logging.getLogger("krux_export")
+log = logging.getLogger(__name__)
 
 TIMEOUT_S = 10.0
 """How long a webhook may take to answer, or a command to finish, before the notification failed."""

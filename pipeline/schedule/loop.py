@@ -20,7 +20,7 @@ from pipeline.schedule.cron import Timing, next_start_times, slots
 
 __all__ = ["Clock", "ScheduleDisabled", "SystemClock", "run_schedule"]
 
-log = logging.getLogger("krux_export")
+log = logging.getLogger(__name__)
 
 UTC = datetime.timezone.utc
 

@@ -317,3 +317,23 @@ def test_a_persistent_fault_exits_4_in_bounded_time_and_leaves_only_what_the_nex
     if staging or uploads:
         next_clean_run(partner, tables, min_part_bytes, capsys)
 
+
+
+def _persistent(*kinds: str) -> Persistent:
+    return next(case for case in PERSISTENT if tuple(rule.kind for rule in case.rules) == kinds)
+
+
+def test_a_multipart_upload_that_cannot_be_aborted_is_a_warning_on_stderr(outcomes):
+    outcome = outcome_of(outcomes, _persistent("UploadPartCopy", "AbortMultipartUpload"))
+    assert outcome.code == 4, outcome.stderr
+    warnings = [line for line in outcome.stderr.splitlines() if "could not abort the multipart upload" in line]
+    assert warnings and all(line.startswith("krux-export: ") for line in warnings), outcome.stderr
+    assert f"of s3://{outcome.bucket}/{KEY}" in warnings[0]
+
+
+def test_a_storage_failure_is_not_blamed_on_another_run_when_none_stages(outcomes):
+    # Every shard write refused: this run's staging stays empty, and no other run is there.
+    outcome = outcome_of(outcomes, _persistent("PutObject"))
+    error = outcome.summary["error"]
+    assert outcome.code == 4 and "another run" not in error, error
+    assert "InternalError" in error and "/_staging/" in error, error

@@ -63,7 +63,8 @@ def test_a_signal_while_the_merges_parts_hang_ends_the_run_within_10_s_and_clean
     code, summary, err = run_held_and_stop(partner, proxy, root, [("UploadPartCopy", ""), ("UploadPart", "")], signum)
 
     assert code == exit_code, err[-3000:]
-    assert summary == {"status": "failed", "exit_code": exit_code, "error": f"interrupted by {name}; nothing was published"}
+    assert summary == {"status": "failed", "exit_code": exit_code, "error": f"interrupted by {name}; nothing was published",
+                       "run_id": summary["run_id"], "date": DAY}
     assert partner.open_uploads() == []  # aborted on a new connection
     assert partner.staging() == []
     assert partner.export_objects() == sorted([KEY, KEY_TXT]) and partner.unchanged(KEY, KEY_TXT)
@@ -80,7 +81,8 @@ def test_sigterm_while_removing_the_replaced_object_hangs_says_the_new_one_is_pu
     assert code == 143, err[-3000:]
     uri = f"s3://{partner.name}/{KEY}"
     assert summary == {"status": "failed", "exit_code": 143,
-                       "error": f"interrupted by SIGTERM; {uri} was published; objects it replaces go at the next run"}
+                       "error": f"interrupted by SIGTERM; {uri} was published; objects it replaces go at the next run",
+                       "run_id": summary["run_id"], "date": DAY}
     assert partner.published(lines) and partner.unchanged(KEY_TXT)  # the replaced object goes next run
     assert partner.open_uploads() == []
     assert partner.staging() == []

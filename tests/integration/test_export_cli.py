@@ -246,7 +246,9 @@ def test_zero_valid_lines_exits_3_unless_allow_empty(run, s3, bucket, tmp_path):
 
 def test_usage_errors_exit_2_with_the_failed_summary_line(run):
     code, summary, err = run("--source", "/nonexistent/segment_a.parquet")
-    assert code == 2 and summary == {"status": "failed", "exit_code": 2, "error": summary["error"]}
+    # The run knew its day and id when it checked the tables: the line carries them (SPEC §7).
+    assert code == 2 and summary == {"status": "failed", "exit_code": 2, "error": summary["error"],
+                                     "run_id": summary["run_id"], "date": DAY}
     assert "/nonexistent/segment_a.parquet" in summary["error"]
     code, summary, _ = run("--source", "x", "--skip-invalid-record")  # neither an abbreviation nor a Beam option
     assert code == 2 and summary["error"].startswith("unknown option --skip-invalid-record ")

@@ -84,10 +84,13 @@ def test_a_real_run_and_a_failed_one_are_recorded_and_told(tmp_path, home, webho
         """)
     assert krux(["run", "--job", str(job), "--date", "2026-11-28"]) == 0
     summary = json.loads(capsys.readouterr().out.splitlines()[-1])
-    assert krux(["run", "--job", str(job), "--database", str(tmp_path / "missing")]) == 2
+    assert krux(["run", "--job", str(job), "--database", str(tmp_path / "missing"), "--date", "2026-11-29"]) == 2
     out, err = capsys.readouterr()
-    failed = {"status": "failed", "exit_code": 2, "error": f"{tmp_path / 'missing'}: no such directory"}
-    assert json.loads(out.splitlines()[-1]) == failed
+    failed = json.loads(out.splitlines()[-1])
+    # The failure names the run and its day (SPEC §7), in the line, the history and the notification.
+    assert failed == {"status": "failed", "exit_code": 2, "error": f"{tmp_path / 'missing'}: no such directory",
+                      "run_id": failed["run_id"], "date": "2026-11-29"}
+    assert failed["run_id"] != summary["run_id"]
 
     stored = [json.loads(line) for line in history_lines(home)]
     started = {"started_at": "2026-11-28T09:30:00Z", "export_name": "daily_krux"}
@@ -97,6 +100,8 @@ def test_a_real_run_and_a_failed_one_are_recorded_and_told(tmp_path, home, webho
         {**failed, "job": "daily_krux", "event": "failure"},
     ]
     assert webhook.token not in out + err
+    assert krux(["history", "--job", str(job)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].split()[:4] == ["2026-11-28T09:30:00Z", "2026-11-29", "failed", "(2)"]
 
 
 def test_a_run_without_a_job_is_recorded_under_its_export_name_and_tells_nobody(tmp_path, home, capsys):

@@ -308,3 +308,19 @@ def test_export_on_the_portable_runner_publishes_the_days_file(
     with tarfile.open(staged[0]) as sdist:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
     assert {"setup.py", "pipeline/launcher/graph.py", "pipeline/storage/stores.py", "transforms/shards.py"} <= names
+
+
+def test_a_bad_file_found_by_a_portable_worker_is_exit_2_naming_table_and_path(portable, connection, tmp_path, capfd):
+    # The worker's error crosses the job service as text: its payload brings back the class and reason.
+    root = tmp_path / "activate_to_krux"
+    root.mkdir()
+    bad = root / "segment_latin1.csv"
+    bad.write_bytes(b"user_id,td_segment\nu1,s1\nu2,caf\xe9\n")
+    code = run_with_deadline(portable, ["run", "--database", str(root), "--connection", connection, "--date", DAY,
+                                        *portable.beam_args])
+    out, err = capfd.readouterr()
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert code == 2 and summary["exit_code"] == 2, out + err
+    assert summary["error"].startswith(f"table segment_latin1: cannot read {bad}: ") and "UTF8" in summary["error"]
+    assert summary["date"] == DAY and summary["run_id"]
+    assert "Traceback" not in err and "krux-export-error" not in out + err

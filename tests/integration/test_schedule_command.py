@@ -183,6 +183,12 @@ def test_schedule_runs_the_export_for_the_utc_date_and_prints_its_summary(tmp_pa
     assert err.rstrip().endswith("schedule tokyo_morning stopped by SIGINT")
 
 
+def without_run_id(line: dict) -> dict:
+    """A failed line without its run id (new each run), which must be there if the run started."""
+    assert "run_id" in line or line.get("event") == "disabled", line
+    return {key: value for key, value in line.items() if key != "run_id"}
+
+
 def test_three_configuration_failures_print_three_failed_lines_then_exit_2(tmp_path, clock, capsys):
     path = write_job(tmp_path, """\
         name: hourly
@@ -194,8 +200,9 @@ def test_three_configuration_failures_print_three_failed_lines_then_exit_2(tmp_p
     assert schedule_cli(["schedule", str(path)], clock) == 2
     out, err = capsys.readouterr()
     reason = f"{tmp_path / 'missing'}: no such directory"
-    assert [json.loads(line) for line in out.splitlines()] == [
-        {"status": "failed", "exit_code": 2, "error": reason},
+    # Each failed run names its own run and the day it exported (its scheduled time's date).
+    assert [without_run_id(json.loads(line)) for line in out.splitlines()] == [
+        {"status": "failed", "exit_code": 2, "error": reason, "date": "2026-11-28"},
     ] * 3
     assert [t.isoformat() for t in clock.sleeps] == [
         "2026-11-28T13:00:00+00:00", "2026-11-28T14:00:00+00:00", "2026-11-28T15:00:00+00:00",
@@ -262,17 +269,18 @@ def test_a_disabled_schedule_tells_each_failure_then_disabled_and_records_each_r
         """)
     assert schedule_cli(["schedule", str(path)], clock) == 2
     out, err = capsys.readouterr()
-    failed = {"status": "failed", "exit_code": 2, "error": f"{tmp_path / 'missing'}: no such directory"}
+    failed = {"status": "failed", "exit_code": 2, "error": f"{tmp_path / 'missing'}: no such directory",
+              "date": "2026-11-28"}
     disabled = {"status": "failed", "exit_code": 2,
                 "error": f"schedule disabled after 3 consecutive configuration failures: {failed['error']}"}
-    assert [(body["event"], body) for _, _, body in webhook.received] == [
+    assert [(body["event"], without_run_id(body)) for _, _, body in webhook.received] == [
         ("failure", {**failed, "job": "hourly", "event": "failure"}),
         ("failure", {**failed, "job": "hourly", "event": "failure"}),
         ("failure", {**failed, "job": "hourly", "event": "failure"}),
-        ("disabled", {**disabled, "job": "hourly", "event": "disabled"}),
+        ("disabled", {**disabled, "job": "hourly", "event": "disabled"}),  # no run of its own
     ]
     history = (tmp_path / "home" / "history" / "first_party_segment.jsonl").read_text().splitlines()
-    assert [json.loads(line) for line in history] == [
+    assert [without_run_id(json.loads(line)) for line in history] == [
         {"started_at": f"2026-11-28T{hour}:00:00Z", "export_name": "first_party_segment", **failed}
         for hour in (13, 14, 15)
     ]

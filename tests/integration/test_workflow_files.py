@@ -116,7 +116,8 @@ def test_a_failing_task_stops_the_workflow_with_its_exit_code(workflow, connecti
     (workflow.parent / "queries" / "consolidate.sql").write_text("SELECT KUID AS user_id\nFROM segment_gone")
     code, summaries, err = run_workflow(capsys, workflow)
     assert code == 2
-    assert summaries == [{"status": "failed", "exit_code": 2, "error": summaries[0]["error"]}]
+    assert summaries == [{"status": "failed", "exit_code": 2, "error": summaries[0]["error"],
+                          "run_id": summaries[0]["run_id"], "date": DAY}]
     missing = "consolidate.sql line 2: Catalog Error: Table with name segment_gone does not exist!"
     assert missing in summaries[0]["error"]
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0  # the second task never ran

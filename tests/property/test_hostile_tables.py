@@ -362,7 +362,8 @@ def run_cli(argv: list) -> tuple[int, dict, str]:
 
 
 def assert_one_line_failure(code: int, summary: dict, stderr: str, output: str) -> str:
-    assert summary == {"status": "failed", "exit_code": code, "error": summary["error"]}
+    assert summary == {"status": "failed", "exit_code": code, "error": summary["error"],
+                       "run_id": summary["run_id"], "date": DAY}
     assert "\n" not in summary["error"] and "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1] == f"krux-export: error: {summary['error']}"
     assert not os.path.exists(os.path.join(output, DAY))  # nothing published

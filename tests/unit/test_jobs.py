@@ -284,7 +284,7 @@ def test_cron_outside_standard_five_fields_is_refused_at_load(tmp_path, schedule
 
 def test_unquoted_cron_starting_with_star_is_reported_as_yaml_with_its_line(tmp_path):
     path = write_job(tmp_path, with_line(MINIMAL_JOB, "", "schedule: */5 * * * *"))
-    with pytest.raises(ConfigError, match=re.escape(f"{path}: not valid YAML: ") + r".*\(line 5, column 12\)$"):
+    with pytest.raises(ConfigError, match="(?m)" + re.escape(f"{path}: not valid YAML: ") + r".*\(line 5, column 12\)$"):
         load_job(path)
 
 

@@ -320,7 +320,7 @@ def test_max_config_failures_sets_the_number_of_strikes():
 def test_a_storage_failure_is_logged_and_the_next_slot_runs(caplog):
     clock = FakeClock("2026-11-28T12:00:00+00:00", stop_at=3)
     runs = FakeRuns(clock, [StorageError("s3://krux-partners: access denied")])
-    with caplog.at_level(logging.INFO, logger="krux_export"), pytest.raises(KeyboardInterrupt):
+    with caplog.at_level(logging.INFO, logger="pipeline"), pytest.raises(KeyboardInterrupt):
         run_schedule(make_job("@daily"), runs, clock)
     assert runs.dates == ["2026-11-29", "2026-11-30"]
     assert ("job test_job: the run scheduled 2026-11-29T00:00:00+00:00 failed (exit code 4): "
@@ -346,7 +346,7 @@ def test_any_other_outcome_ends_a_run_of_configuration_failures(breaker):
 def test_a_run_going_past_the_next_slots_is_not_started_again_and_they_are_skipped(caplog):
     clock = FakeClock("2026-11-28T10:30:00+00:00", stop_at=3)
     runs = FakeRuns(clock, duration=datetime.timedelta(hours=2, minutes=30))
-    with caplog.at_level(logging.WARNING, logger="krux_export"), pytest.raises(KeyboardInterrupt):
+    with caplog.at_level(logging.WARNING, logger="pipeline"), pytest.raises(KeyboardInterrupt):
         run_schedule(make_job("@hourly"), runs, clock)
     assert runs.started == ["2026-11-28T11:00:00+00:00", "2026-11-28T14:00:00+00:00"]  # 12:00 and 13:00 skipped
     assert clock.sleeps == ["2026-11-28T11:00:00+00:00", "2026-11-28T14:00:00+00:00", "2026-11-28T17:00:00+00:00"]
