@@ -84,7 +84,7 @@ def run_export(
     staging = layout.staging_dir(settings.export_name, run_id)
     day_dir = layout.day_dir(uploads_dir, date)
     final_key = day_dir + layout.final_name(
-        settings.export_name, settings.compression, run_id if settings.append else None
+        settings.export_name, settings.compression, (settings.append_key or run_id) if settings.append else None
     )
     rejects = _prepare_rejects(settings, run_id, tunables)
     store = spec.open(min_part_bytes=tunables.min_part_bytes)
