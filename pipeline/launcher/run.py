@@ -146,7 +146,9 @@ def _export_and_publish(settings, plan, options, store, final_key, day_dir, publ
         published.rejects = True
         log.info("%d invalid rows written to %s", sum(report.invalid.values()), plan.rejects.uri)
     log.info("publishing %d lines from %d shards to %s", report.lines, len(report.shards), store.uri(final_key))
-    publish_args = dict(day_dir=day_dir, export_name=settings.export_name, append=settings.append)
+    publish_args = dict(
+        day_dir=day_dir, export_name=settings.export_name, append=settings.append, max_drop=settings.max_drop
+    )
 
     def on_complete():
         published.uri = store.uri(final_key)
@@ -154,7 +156,7 @@ def _export_and_publish(settings, plan, options, store, final_key, day_dir, publ
     if report.lines:
         shards = [ObjectInfo(key, size) for key, size in report.shards]
         size, replaced = publish.publish(
-            store, shards=shards, final_key=final_key, on_complete=on_complete, **publish_args
+            store, shards=shards, final_key=final_key, lines=report.lines, on_complete=on_complete, **publish_args
         )
     else:
         size, replaced = publish.publish_empty(
