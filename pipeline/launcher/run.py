@@ -28,6 +28,7 @@ from pipeline.errors import (
     error_from_worker,
 )
 from pipeline.krux import layout
+from pipeline.krux.repeats import several_lines_warning
 from pipeline.krux.report import RunReport
 from pipeline.krux.summary import Summary
 from pipeline.launcher import publish
@@ -117,6 +118,8 @@ def run_export(
     _remove_staging_best_effort(store, staging)
     if rejects:
         _remove_rejects_best_effort(rejects, tunables, file=False)
+    if report.users_on_several_lines:
+        log.warning(several_lines_warning(report.users_on_several_lines, report.users_on_several_lines_estimated))
     return RunResult(Summary(
         run_id=run_id,
         date=date.isoformat(),
@@ -127,6 +130,7 @@ def run_export(
         invalid=dict(report.invalid),
         replaced=tuple(spec.uri(key) for key in replaced),
         duration_s=round(time.monotonic() - started, 3),
+        users_on_several_lines=report.users_on_several_lines,
     ))
 
 
