@@ -6,16 +6,11 @@ had the export never ends up without it. Every object records its line count in 
 with `--max-drop`, a run with too few lines against the last object is refused first.
 """
 
-import functools
 import gzip
-import logging
 
-from pipeline.errors import ShrunkenAudienceError
 from pipeline.krux import layout
-from pipeline.krux.drop import drop_percent, drop_refusal
-from pipeline.storage.published import last_published, line_count_metadata
-
-log = logging.getLogger("krux_export")
+from pipeline.launcher.max_drop import refuse_a_shrunken_audience
+from pipeline.storage.published import line_count_metadata
 
 # An empty gzip stream with a fixed header (mtime 0), for `--allow-empty`.
 EMPTY_GZIP = gzip.compress(b"", mtime=0)
@@ -56,32 +51,6 @@ def publish_empty(store, *, final_key: str, compression: str, day_dir: str, expo
     if on_complete:
         on_complete()
     return len(data), ([] if append else remove_superseded(store, day_dir, export_name, final_key))
-
-
-def refuse_a_shrunken_audience(store, *, lines: int, max_drop: float | None, day_dir: str, export_name: str) -> None:
-    """With `max_drop`, raises `ShrunkenAudienceError` if `lines` are too few against the last object.
-
-    The last object is the export's newest in the day folder or the latest earlier one
-    (`last_published`). One published without a line count (before counts were recorded) is
-    not compared: a warning says so, and the next run compares with this one's object.
-    """
-    if max_drop is None:
-        return
-    previous = last_published(store, day_dir, functools.partial(layout.belongs_to_export, export_name=export_name))
-    if previous is None:
-        log.info("--max-drop: nothing published earlier for export %s to compare with", export_name)
-        return
-    uri = store.uri(previous.key)
-    if previous.lines is None:
-        log.warning("--max-drop not applied: %s has no line count (published before line counts were "
-                    "recorded); the next run compares with this run's object", uri)
-        return
-    refusal = drop_refusal(lines, previous.lines, max_drop, uri)
-    if refusal:
-        raise ShrunkenAudienceError(refusal)
-    drop = drop_percent(lines, previous.lines)
-    compared = f"{float(drop):.0f}% fewer than" if drop else "not fewer than"
-    log.info("--max-drop %g: %s lines, %s the %s of %s", max_drop, f"{lines:,}", compared, f"{previous.lines:,}", uri)
 
 
 def remove_superseded(store, day_dir: str, export_name: str, final_key: str) -> list[str]:
