@@ -160,7 +160,7 @@ class S3Store(ObjectStore):
         try:
             return dict(self.client.head_object(Bucket=self.bucket, Key=self.base + key).get("Metadata", {}))
         except (BotoCoreError, ClientError) as exc:
-            raise storage_error("reading the metadata of", self.uri(key), exc) from exc
+            raise storage_error("reading the metadata", self.uri(key), exc) from exc
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -193,7 +193,7 @@ class S3Store(ObjectStore):
                 common["Prefix"][start:].rstrip("/") for page in pages for common in page.get("CommonPrefixes", [])
             )
         except (BotoCoreError, ClientError) as exc:
-            raise storage_error("listing the folders of", self.uri(prefix), exc) from exc
+            raise storage_error("listing folders", self.uri(prefix), exc) from exc
 
     def delete(self, keys: list[str]) -> None:
         keys = list(dict.fromkeys(keys))
@@ -301,9 +301,9 @@ class LocalStore(ObjectStore):
         except FileNotFoundError:
             if path.exists():
                 return {}  # an object without metadata
-            raise storage_error("reading the metadata of", str(path), FileNotFoundError(2, "No such file")) from None
+            raise storage_error("reading the metadata", str(path), FileNotFoundError(2, "No such file")) from None
         except (OSError, ValueError) as exc:
-            raise storage_error("reading the metadata of", str(path), exc) from exc
+            raise storage_error("reading the metadata", str(path), exc) from exc
         if not isinstance(recorded, dict) or recorded.get("bytes") != size:
             return {}
         return {str(name): str(value) for name, value in dict(recorded.get("metadata") or {}).items()}
@@ -324,7 +324,7 @@ class LocalStore(ObjectStore):
         except FileNotFoundError:
             return []
         except OSError as exc:
-            raise storage_error("listing the folders of", str(directory), exc) from exc
+            raise storage_error("listing folders", str(directory), exc) from exc
 
     def delete(self, keys: list[str]) -> None:
         for key in keys:

@@ -39,7 +39,7 @@ def test_put_and_compose_record_the_metadata_as_s3_user_metadata(s3, bucket, min
 
 
 def test_metadata_of_a_missing_object_is_a_storage_error_naming_it(store):
-    with pytest.raises(StorageError, match="2026-11-28/first_party_segment.txt.gz: reading the metadata of failed"):
+    with pytest.raises(StorageError, match="2026-11-28/first_party_segment.txt.gz: reading the metadata failed"):
         store.metadata("2026-11-28/first_party_segment.txt.gz")
 
 
