@@ -38,6 +38,8 @@ cannot make the word loop below run a million times over the whole batch."""
 def several_lines_warning(users: int, estimated: bool = False) -> str:
     """The warning of an ungrouped run with users on several lines, pointing to `--group-by-user`."""
     about = "about " if estimated else ""
+    if estimated:  # three significant digits: the sample does not know more
+        users = round(users, -max(0, len(str(users)) - 3))
     verb = "user is" if users == 1 else "users are"
     return (
         f"{about}{users:,} {verb} on more than one line: Salesforce takes a user's later line as replacing "
