@@ -121,6 +121,12 @@ class EmptyResultError(ExportError):
     exit_code = 3
 
 
+class ShrunkenAudienceError(ExportError):
+    """More lines fewer than `--max-drop` allows against the export's last published object."""
+
+    exit_code = 3
+
+
 class StorageError(ExportError):
     """S3 or the local file system refused or failed."""
 

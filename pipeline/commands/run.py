@@ -84,6 +84,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"default: {defaults.compression}")
     target.add_argument("--append", action="store_true", default=argparse.SUPPRESS,
                         help="add a file to the day instead of replacing it")
+    target.add_argument("--append-key", metavar="KEY", default=argparse.SUPPRESS,
+                        help="with --append: name the file {export_name}-KEY, so a retry with the same key "
+                        "replaces its own earlier file ([A-Za-z0-9_.-]+)")
+    target.add_argument("--max-drop", metavar="PCT", type=_percent, default=argparse.SUPPRESS,
+                        help="refuse to publish (exit 3) when the run has more than PCT percent fewer lines "
+                        "than the export's last published file")
     records = parser.add_argument_group("records (docs/line.md)")
     records.add_argument("--skip-invalid-records", action="store_true", default=argparse.SUPPRESS,
                          help="drop and count invalid rows instead of failing the run (exit 3)")
@@ -112,6 +118,13 @@ def run_settings(args, beam_args, job_settings: RunSettings | None = None) -> Ru
         return RunSettings(**given)
     except SettingError as error:
         raise UsageError(f"{_flag_of(error.setting)}: {error.problem}") from error
+
+
+def _percent(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"--max-drop: {text!r} is not a percentage such as 50 or 12.5") from None
 
 
 def _flag_of(setting: str) -> str:

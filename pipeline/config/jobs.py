@@ -30,11 +30,12 @@ _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _DESTINATION_KEYS = ("client_name", "bucket", "endpoint_url", "region")
 _SOURCE_KEYS = ("database", "table_prefix", "sources", "source", "user_column", "segment_column", "segment_attribute")
 _RESULT_FLAGS = ("skip_invalid_records", "append", "group_by_user", "allow_empty")
-_RESULT_KEYS = ("export_type", *_RESULT_FLAGS, "compression", "export_name")
+_RESULT_NAMES = ("compression", "export_name", "append_key")
+_RESULT_KEYS = ("export_type", *_RESULT_FLAGS, *_RESULT_NAMES, "max_drop")
 _COLUMN_KEYS = ("table_prefix", "user_column", "segment_column", "segment_attribute")
 # Where a setting is written in a job file, where that is not a top-level key of the same name.
 _KEY_OF_SETTING = {
-    **{key: f"result_settings.{key}" for key in (*_RESULT_FLAGS, "compression", "export_name")},
+    **{key: f"result_settings.{key}" for key in (*_RESULT_FLAGS, *_RESULT_NAMES, "max_drop")},
     **{key: f"source.{key}" for key in _COLUMN_KEYS},
 }
 _TOP_KEYS = ("name", "timezone", "schedule", "delay", "source", "result_connection", "result_settings",
@@ -123,7 +124,8 @@ def _job_from(document: "_JobFile", top: dict, *, query_context: QueryContext | 
     if export_type not in EXPORT_TYPES:
         document.fail(f"result_settings.export_type: {export_type!r} is not supported; only first_party_segment")
     flags = {key: document.flag(result, key, "result_settings.") for key in _RESULT_FLAGS}
-    named = {key: document.string(result, key, "result_settings.") for key in ("compression", "export_name")}
+    named = {key: document.string(result, key, "result_settings.") for key in _RESULT_NAMES}
+    max_drop = document.number(result, "max_drop", "result_settings.")
 
     destination = {key: document.string(top, key) for key in _DESTINATION_KEYS}
     connection = document.string(top, "result_connection")
@@ -150,6 +152,7 @@ def _job_from(document: "_JobFile", top: dict, *, query_context: QueryContext | 
         beam_args=tuple(document.strings(top, "beam_args")),
         query_file=query_file,
         query_context=query_context,
+        max_drop=max_drop,
         **columns,
         **named,
         **destination,
@@ -264,6 +267,14 @@ class _JobFile:
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             self.fail(f"{prefix}{key} must be a list of non-empty strings, got {_shown(value)}")
         return list(value)
+
+    def number(self, mapping: dict, key: str, prefix: str = "") -> float | None:
+        value = mapping.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(f"{prefix}{key} must be a number, got {_shown(value)}")
+        return float(value)
 
     def flag(self, mapping: dict, key: str, prefix: str = "") -> bool:
         value = mapping.get(key, False)

@@ -31,6 +31,7 @@ COMPRESSIONS = ("gzip", "none")
 
 CLIENT_NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 EXPORT_NAME_PATTERN = re.compile(r"[A-Za-z0-9_]+")
+APPEND_KEY_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 MEMORY_SIZE_PATTERN = re.compile(r"\d+(\.\d+)?\s*([KMGT]i?B|B)", re.IGNORECASE)
 ATTRIBUTE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 """Attribute names in a line: `:`, `;`, `,` or `^` in one would corrupt every line."""
@@ -66,6 +67,12 @@ def parse_date(text: str) -> datetime.date:
         raise UsageError(f"date {text!r} is not a date of the form YYYY-MM-DD") from None
 
 
+def _check_percent(value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+        shown = f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else repr(value)
+        raise UsageError(f"must be a percentage from 0 to 100, such as 50, got {shown}")
+
+
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
     """Everything `run` takes. Holds names and paths, never a secret."""
@@ -83,6 +90,8 @@ class RunSettings:
     region: str | None = None
     date: datetime.date | None = None
     append: bool = False
+    append_key: str | None = None  # names an append's object instead of the run id: a retry replaces it
+    max_drop: float | None = None  # percent: a run with that many fewer lines than the last object is refused
     skip_invalid_records: bool = False
     rejects: str | None = None
     group_by_user: bool = False
@@ -122,6 +131,13 @@ def _check(settings: RunSettings) -> None:
             "segment_attribute",
             f"{settings.segment_attribute!r} cannot be an attribute name (allowed: letters, digits, '_', '.', '-')",
         )
+    if settings.append_key is not None:
+        if not settings.append:
+            raise SettingError("append_key", "needs append (a replace run's object always has the fixed name)")
+        if not APPEND_KEY_PATTERN.fullmatch(settings.append_key):
+            raise SettingError("append_key", f"{settings.append_key!r} must match [A-Za-z0-9_.-]+")
+    if settings.max_drop is not None:
+        rule("max_drop", _check_percent)
     if settings.rejects and not settings.skip_invalid_records:
         raise SettingError(
             "rejects", "needs skip_invalid_records (without it the first invalid row stops the run)"

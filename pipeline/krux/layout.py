@@ -21,9 +21,13 @@ def file_suffix(compression: str) -> str:
     return ".txt.gz" if compression == "gzip" else ".txt"
 
 
-def final_name(export_name: str, compression: str, run_id: str | None = None) -> str:
-    """The day's object: fixed in replace mode, one per run (`-{run_id}`) in append mode."""
-    stem = export_name if run_id is None else f"{export_name}-{run_id}"
+def final_name(export_name: str, compression: str, append_as: str | None = None) -> str:
+    """The day's object: fixed in replace mode; in append mode `{export_name}-{append_as}`.
+
+    `append_as` is the run id (one object per run) or the run's `--append-key` (one object
+    per key, so an orchestrator's retry replaces its own earlier append).
+    """
+    stem = export_name if append_as is None else f"{export_name}-{append_as}"
     return stem + file_suffix(compression)
 
 

@@ -18,6 +18,8 @@ class RunReport:
     shards: list = dataclasses.field(default_factory=list)  # [key, bytes] per shard
     lines: int = 0
     rejects_parts: list = dataclasses.field(default_factory=list)  # [key, bytes] per rejects part
+    users_on_several_lines: int = 0  # ungrouped: users with more than one line
+    users_on_several_lines_estimated: bool = False  # counted on a sample of users (very many users)
 
     def merge(self, other: "RunReport") -> "RunReport":
         for table, count in other.rows.items():
@@ -27,6 +29,8 @@ class RunReport:
         self.shards.extend(other.shards)
         self.lines += other.lines
         self.rejects_parts.extend(other.rejects_parts)
+        self.users_on_several_lines += other.users_on_several_lines
+        self.users_on_several_lines_estimated |= other.users_on_several_lines_estimated
         return self
 
     def to_json(self) -> bytes:

@@ -22,12 +22,13 @@ class Summary:
     invalid: dict[str, int]  # reason -> rows
     replaced: tuple[str, ...]  # URIs of the objects removed
     duration_s: float
+    users_on_several_lines: int = 0  # ungrouped: users with more than one line; 0 when grouped
     status = "succeeded"
     exit_code = 0
 
     def to_json(self) -> dict:
-        """SPEC §7's object, keys in its order."""
-        return {
+        """SPEC §7's object, keys in its order; `users_on_several_lines` only when there are any."""
+        line = {
             "status": self.status,
             "run_id": self.run_id,
             "date": self.date,
@@ -39,6 +40,9 @@ class Summary:
             "replaced": list(self.replaced),
             "duration_s": self.duration_s,
         }
+        if self.users_on_several_lines:
+            line["users_on_several_lines"] = self.users_on_several_lines
+        return line
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,6 +24,7 @@ from transforms.progress import ProgressChannel
 from transforms.query import ReadQuery
 from transforms.read import ReadTables
 from transforms.rejects import RejectsTarget, WriteRejects
+from transforms.repeated_users import CountUsersOnSeveralLines
 from transforms.shards import WriteShards
 
 SHARDS_DIR = "shards/"
@@ -81,6 +82,8 @@ def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam
         )
     )
     reports = [checked[CheckRecords.REPORTS], shard_reports]
+    if not settings.group_by_user:  # a user on two lines keeps only one in Salesforce: count them
+        reports.append(checked.valid | "CountUsersOnSeveralLines" >> CountUsersOnSeveralLines())
     if keep_invalid:
         write_rejects = WriteRejects(plan.rejects, part_bytes=plan.tunables.rejects_part_bytes)
         reports.append(checked[CheckRecords.INVALID_ROWS] | "WriteRejects" >> write_rejects)

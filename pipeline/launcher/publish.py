@@ -2,12 +2,15 @@
 
 The new object is complete before anything is removed: a replace run deletes the export's
 other day-folder objects only after its own multipart upload has completed, so a day that
-had the export never ends up without it.
+had the export never ends up without it. Every object records its line count in its metadata;
+with `--max-drop`, a run with too few lines against the last object is refused first.
 """
 
 import gzip
 
 from pipeline.krux import layout
+from pipeline.launcher.max_drop import refuse_a_shrunken_audience
+from pipeline.storage.published import line_count_metadata
 
 # An empty gzip stream with a fixed header (mtime 0), for `--allow-empty`.
 EMPTY_GZIP = gzip.compress(b"", mtime=0)
@@ -24,23 +27,27 @@ def sweep_leftovers(store, *, export_name: str, day_dir: str, current_staging: s
     return stale + aborted
 
 
-def publish(store, *, shards, final_key: str, day_dir: str, export_name: str, append: bool, on_complete=None):
-    """Merges `shards` into `final_key`; in replace mode, removes the export's other objects.
+def publish(store, *, shards, final_key: str, day_dir: str, export_name: str, append: bool, lines: int,
+            max_drop: float | None = None, on_complete=None):
+    """Merges `shards` (`lines` lines) into `final_key`; in replace mode, removes the export's other objects.
 
     Returns the published object's size and the keys it replaced. `on_complete` is called as
-    soon as the new object is in place, before anything is removed.
+    soon as the new object is in place, before anything is removed. With `max_drop`, raises
+    `ShrunkenAudienceError` before anything is written if the lines dropped too far.
     """
-    size = store.compose(final_key, shards)
+    refuse_a_shrunken_audience(store, lines=lines, max_drop=max_drop, day_dir=day_dir, export_name=export_name)
+    size = store.compose(final_key, shards, metadata=line_count_metadata(lines))
     if on_complete:
         on_complete()
     return size, ([] if append else remove_superseded(store, day_dir, export_name, final_key))
 
 
 def publish_empty(store, *, final_key: str, compression: str, day_dir: str, export_name: str, append: bool,
-                  on_complete=None):
+                  max_drop: float | None = None, on_complete=None):
     """`--allow-empty` with zero lines: an empty object (0 bytes, or an empty gzip stream)."""
+    refuse_a_shrunken_audience(store, lines=0, max_drop=max_drop, day_dir=day_dir, export_name=export_name)
     data = EMPTY_GZIP if compression == "gzip" else b""
-    store.put(final_key, data)
+    store.put(final_key, data, metadata=line_count_metadata(0))
     if on_complete:
         on_complete()
     return len(data), ([] if append else remove_superseded(store, day_dir, export_name, final_key))

@@ -31,6 +31,7 @@ from pipeline.errors import (
     in_run,
 )
 from pipeline.krux import layout
+from pipeline.krux.repeats import several_lines_warning
 from pipeline.krux.report import RunReport
 from pipeline.krux.summary import Summary
 from pipeline.launcher import publish
@@ -98,7 +99,7 @@ def _run_export(settings: RunSettings, now, date, run_id: str, tunables: Tunable
     staging = layout.staging_dir(settings.export_name, run_id)
     day_dir = layout.day_dir(uploads_dir, date)
     final_key = day_dir + layout.final_name(
-        settings.export_name, settings.compression, run_id if settings.append else None
+        settings.export_name, settings.compression, (settings.append_key or run_id) if settings.append else None
     )
     rejects = _prepare_rejects(settings, run_id, tunables)
     store = spec.open(min_part_bytes=tunables.min_part_bytes)
@@ -131,6 +132,8 @@ def _run_export(settings: RunSettings, now, date, run_id: str, tunables: Tunable
     _remove_staging_best_effort(store, staging)
     if rejects:
         _remove_rejects_best_effort(rejects, tunables, file=False)
+    if report.users_on_several_lines:
+        log.warning(several_lines_warning(report.users_on_several_lines, report.users_on_several_lines_estimated))
     return RunResult(Summary(
         run_id=run_id,
         date=date.isoformat(),
@@ -141,6 +144,7 @@ def _run_export(settings: RunSettings, now, date, run_id: str, tunables: Tunable
         invalid=dict(report.invalid),
         replaced=tuple(spec.uri(key) for key in replaced),
         duration_s=round(time.monotonic() - started, 3),
+        users_on_several_lines=report.users_on_several_lines,
     ))
 
 
@@ -160,7 +164,9 @@ def _export_and_publish(settings, plan, options, store, final_key, day_dir, publ
         published.rejects = True
         log.info("%d invalid rows written to %s", sum(report.invalid.values()), plan.rejects.uri)
     log.info("publishing %d lines from %d shards to %s", report.lines, len(report.shards), store.uri(final_key))
-    publish_args = dict(day_dir=day_dir, export_name=settings.export_name, append=settings.append)
+    publish_args = dict(
+        day_dir=day_dir, export_name=settings.export_name, append=settings.append, max_drop=settings.max_drop
+    )
 
     def on_complete():
         published.uri = store.uri(final_key)
@@ -168,7 +174,7 @@ def _export_and_publish(settings, plan, options, store, final_key, day_dir, publ
     if report.lines:
         shards = [ObjectInfo(key, size) for key, size in report.shards]
         size, replaced = publish.publish(
-            store, shards=shards, final_key=final_key, on_complete=on_complete, **publish_args
+            store, shards=shards, final_key=final_key, lines=report.lines, on_complete=on_complete, **publish_args
         )
     else:
         size, replaced = publish.publish_empty(

@@ -15,7 +15,7 @@ from pipeline.config.notify import Notify, webhook_url
 from pipeline.errors import ConfigError
 from pipeline.krux.summary import FailedSummary, Summary
 
-__all__ = ["TIMEOUT_S", "notification_body", "send_notifications", "webhook_problem"]
+__all__ = ["TIMEOUT_S", "notification_body", "notification_text", "send_notifications", "webhook_problem"]
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,29 @@ TIMEOUT_S = 10.0
 
 
 def notification_body(summary: Summary | FailedSummary, *, job: str, event: str) -> dict:
-    """The run's summary line (succeeded or failed) plus the job's name and the event."""
-    return {**summary.to_json(), "job": job, "event": event}
+    """The run's summary line (succeeded or failed) plus the job's name, the event and a line for people.
+
+    `text` is what Slack, Mattermost and Teams incoming webhooks show as the message, so a
+    webhook of theirs shows the body as it is (SPEC §6).
+    """
+    return {**summary.to_json(), "job": job, "event": event, "text": notification_text(summary, job=job, event=event)}
+
+
+def notification_text(summary: Summary | FailedSummary, *, job: str, event: str) -> str:
+    """One line: the job, the event, the day, and the lines published or the reason.
+
+    `daily_krux: success, 2026-11-28, 10,000 lines to s3://.../first_party_segment.txt.gz`,
+    `daily_krux: failure, 2026-11-28: <reason>`, `daily_krux: schedule disabled after 3 ...: <reason>`.
+    """
+    if isinstance(summary, Summary):
+        invalid = sum(summary.invalid.values())
+        dropped = f" ({invalid:,} invalid {'row' if invalid == 1 else 'rows'} dropped)" if invalid else ""
+        noun = "line" if summary.lines_written == 1 else "lines"
+        return f"{job}: {event}, {summary.date}, {summary.lines_written:,} {noun} to {summary.object_uri}{dropped}"
+    if event == "disabled":  # the reason says it: "schedule disabled after 3 consecutive ... failures: ..."
+        return f"{job}: {summary.error}"
+    day = f", {summary.date}" if summary.date else ""
+    return f"{job}: {event}{day}: {summary.error}"
 
 
 def send_notifications(

@@ -198,8 +198,12 @@ def compose(
     max_part_bytes: int = MAX_PART_BYTES,
     max_workers: int = COPY_WORKERS,
     stop_client: Callable[[], object] | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> int:
     """Write the concatenation of `sources` (key, size) in `bucket` to `bucket/key`.
+
+    `metadata` becomes the object's user metadata (`x-amz-meta-NAME` headers), set when the
+    upload is created, so the object never exists without it.
 
     The object appears only when the multipart upload completes; on any failure, interrupts
     included, the upload is aborted and the previous object at `key` stays as it was.
@@ -215,7 +219,7 @@ def compose(
         raise ValueError(f"nothing to compose at s3://{bucket}/{key}: the sources hold 0 bytes")
     destination = f"s3://{bucket}/{key}"
     try:
-        created = client.create_multipart_upload(Bucket=bucket, Key=key)
+        created = client.create_multipart_upload(Bucket=bucket, Key=key, **_metadata_args(metadata))
     except (BotoCoreError, ClientError) as exc:
         raise storage_error("starting the multipart upload", destination, exc) from exc
     upload_id = created["UploadId"]
@@ -242,6 +246,10 @@ def compose(
             raise storage_error("completing the multipart upload", destination, exc) from exc
         raise
     return total
+
+
+def _metadata_args(metadata: dict[str, str] | None) -> dict:
+    return {"Metadata": dict(metadata)} if metadata else {}
 
 
 class _PartFailed(Exception):

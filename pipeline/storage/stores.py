@@ -11,11 +11,12 @@ from __future__ import annotations
 import abc
 import contextlib
 import io
+import json
 import os
 import secrets
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -50,37 +51,55 @@ LIST_PAGE_KEYS = 1000
 _TEMP_SUFFIX = ".partial"
 """Ends the name of a LocalStore file being written; `abort_uploads` removes leftovers."""
 
+_METADATA_SUFFIX = ".metadata.json"
+"""A LocalStore object's metadata is in `.NAME.metadata.json` beside it (see `LocalStore`)."""
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """An object's key, relative to the store's base, and its size in bytes."""
+    """An object's key, relative to the store's base, and its size in bytes.
+
+    `modified` (seconds since the epoch) is set by `list`; it does not take part in equality.
+    """
 
     key: str
     size: int
+    modified: float | None = field(default=None, compare=False)
 
 
 class ObjectStore(abc.ABC):
     """Objects under a base: an S3 bucket prefix or a local directory."""
 
     @abc.abstractmethod
-    def put(self, key: str, data: bytes) -> None:
-        """Write `data` at `key`, replacing any object there; readers never see a partial one."""
+    def put(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
+        """Write `data` at `key`, replacing any object there; readers never see a partial one.
+
+        `metadata`: the object's user metadata (names in lower case: `line-count`).
+        """
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:
         """The bytes at `key`; StorageError if there is no such object."""
 
     @abc.abstractmethod
+    def metadata(self, key: str) -> dict[str, str]:
+        """The user metadata of the object at `key` ({} when it has none); StorageError if no object."""
+
+    @abc.abstractmethod
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         """Every object whose key starts with `prefix`, sorted by key."""
+
+    @abc.abstractmethod
+    def folders(self, prefix: str = "") -> list[str]:
+        """The names of the folders directly under `prefix` (a key prefix ending in "/", or ""), sorted."""
 
     @abc.abstractmethod
     def delete(self, keys: list[str]) -> None:
         """Delete the objects at `keys`; a key with no object is not an error."""
 
     @abc.abstractmethod
-    def compose(self, key: str, sources: list[ObjectInfo]) -> int:
-        """Write the concatenation of `sources` at `key`, all at once; returns its size.
+    def compose(self, key: str, sources: list[ObjectInfo], metadata: dict[str, str] | None = None) -> int:
+        """Write the concatenation of `sources` at `key`, all at once, with `metadata`; returns its size.
 
         The order of `sources` may not be kept (Salesforce reads lines in any order).
         """
@@ -122,9 +141,10 @@ class S3Store(ObjectStore):
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.base}{key}"
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
+        extra = {"Metadata": dict(metadata)} if metadata else {}
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self.base + key, Body=data)
+            self.client.put_object(Bucket=self.bucket, Key=self.base + key, Body=data, **extra)
         except (BotoCoreError, ClientError) as exc:
             raise storage_error("writing", self.uri(key), exc) from exc
 
@@ -136,6 +156,11 @@ class S3Store(ObjectStore):
             raise storage_error("reading", self.uri(key), exc) from exc
         return data.getvalue()
 
+    def metadata(self, key: str) -> dict[str, str]:
+        try:
+            return dict(self.client.head_object(Bucket=self.bucket, Key=self.base + key).get("Metadata", {}))
+        except (BotoCoreError, ClientError) as exc:
+            raise storage_error("reading the metadata", self.uri(key), exc) from exc
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -148,10 +173,27 @@ class S3Store(ObjectStore):
         try:
             for page in pages:
                 for item in page.get("Contents", []):
-                    found.append(ObjectInfo(item["Key"][len(self.base) :], item["Size"]))
+                    modified = item["LastModified"].timestamp() if "LastModified" in item else None
+                    found.append(ObjectInfo(item["Key"][len(self.base) :], item["Size"], modified))
         except (BotoCoreError, ClientError) as exc:
             raise storage_error("listing", self.uri(prefix) + "*", exc) from exc
         return sorted(found, key=lambda info: info.key)
+
+    def folders(self, prefix: str = "") -> list[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(
+            Bucket=self.bucket,
+            Prefix=self.base + prefix,
+            Delimiter="/",
+            PaginationConfig={"PageSize": self.page_size},
+        )
+        start = len(self.base + prefix)
+        try:
+            return sorted(
+                common["Prefix"][start:].rstrip("/") for page in pages for common in page.get("CommonPrefixes", [])
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise storage_error("listing folders", self.uri(prefix), exc) from exc
 
     def delete(self, keys: list[str]) -> None:
         keys = list(dict.fromkeys(keys))
@@ -177,7 +219,7 @@ class S3Store(ObjectStore):
                     f"{first.get('Code')} ({first.get('Message', '')}){others}"
                 )
 
-    def compose(self, key: str, sources: list[ObjectInfo]) -> int:
+    def compose(self, key: str, sources: list[ObjectInfo], metadata: dict[str, str] | None = None) -> int:
         return multipart.compose(
             self.client,
             self.bucket,
@@ -185,6 +227,7 @@ class S3Store(ObjectStore):
             [(self.base + source.key, source.size) for source in sources],
             min_part_bytes=self.min_part_bytes,
             stop_client=self.stop_client,
+            metadata=metadata,
         )
 
     def abort_uploads(self, prefix: str = "", only: Callable[[str], bool] | None = None) -> list[str]:
@@ -217,6 +260,12 @@ class LocalStore(ObjectStore):
 
     Files are written to a temp file beside their destination, then renamed into place
     (`os.replace` is atomic within a file system), so readers never see a partial file.
+    An object's metadata, S3's `x-amz-meta-*`, is a hidden JSON file beside it,
+    `.NAME.metadata.json` (`{"bytes": N, "metadata": {...}}`): written after the object, removed
+    with it, never listed, and ignored when its `bytes` is not the object's size (a process
+    stopped between the two writes leaves the previous object's metadata, not wrong numbers).
+    A sidecar rather than an extended attribute: it works on every file system and survives
+    `cp` and `rsync`, which drop attributes unless told to keep them.
     """
 
     def __init__(self, root: str | os.PathLike):
@@ -228,11 +277,12 @@ class LocalStore(ObjectStore):
     def uri(self, key: str) -> str:
         return str(self.root.joinpath(*key.split("/")))
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
         path = self._path(key)
         try:
             with _write_into_place(path) as file:
                 file.write(data)
+            _write_metadata(path, len(data), metadata)
         except OSError as exc:
             raise storage_error("writing", str(path), exc) from exc
 
@@ -243,24 +293,50 @@ class LocalStore(ObjectStore):
         except OSError as exc:
             raise storage_error("reading", str(path), exc) from exc
 
+    def metadata(self, key: str) -> dict[str, str]:
+        path = self._path(key)
+        try:
+            size = path.stat().st_size
+            recorded = json.loads(_metadata_path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            if path.exists():
+                return {}  # an object without metadata
+            raise storage_error("reading the metadata", str(path), FileNotFoundError(2, "No such file")) from None
+        except (OSError, ValueError) as exc:
+            raise storage_error("reading the metadata", str(path), exc) from exc
+        if not isinstance(recorded, dict) or recorded.get("bytes") != size:
+            return {}
+        return {str(name): str(value) for name, value in dict(recorded.get("metadata") or {}).items()}
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
-        return [
-            ObjectInfo(key, path.stat().st_size)
-            for key, path in self._files(prefix)
-            if not path.name.endswith(_TEMP_SUFFIX)
-        ]
+        found = []
+        for key, path in self._files(prefix):
+            if path.name.endswith(_TEMP_SUFFIX) or _is_metadata_file(path):
+                continue
+            stat = path.stat()
+            found.append(ObjectInfo(key, stat.st_size, stat.st_mtime))
+        return found
+
+    def folders(self, prefix: str = "") -> list[str]:
+        directory = self.root.joinpath(*prefix.rstrip("/").split("/")) if prefix else self.root
+        try:
+            return sorted(entry.name for entry in os.scandir(directory) if entry.is_dir())
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise storage_error("listing folders", str(directory), exc) from exc
 
     def delete(self, keys: list[str]) -> None:
         for key in keys:
             path = self._path(key)
             try:
                 path.unlink(missing_ok=True)
+                _metadata_path(path).unlink(missing_ok=True)
             except OSError as exc:
                 raise storage_error("deleting", str(path), exc) from exc
             self._prune_empty_dirs(path.parent)
 
-    def compose(self, key: str, sources: list[ObjectInfo]) -> int:
+    def compose(self, key: str, sources: list[ObjectInfo], metadata: dict[str, str] | None = None) -> int:
         path = self._path(key)
         source_paths = [self._path(source.key) for source in sources]
         try:
@@ -269,6 +345,7 @@ class LocalStore(ObjectStore):
                     with open(source, "rb") as part:
                         shutil.copyfileobj(part, file, 1024**2)
                 size = file.tell()
+            _write_metadata(path, size, metadata)
         except OSError as exc:
             raise storage_error("composing", str(path), exc) from exc
         return size
@@ -344,6 +421,24 @@ def _write_into_place(destination: Path):
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+def _metadata_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}{_METADATA_SUFFIX}")
+
+
+def _is_metadata_file(path: Path) -> bool:
+    return path.name.startswith(".") and path.name.endswith(_METADATA_SUFFIX)
+
+
+def _write_metadata(path: Path, size: int, metadata: dict[str, str] | None) -> None:
+    """The sidecar of the object just written at `path`; without metadata, no sidecar (an old one goes)."""
+    sidecar = _metadata_path(path)
+    if not metadata:
+        sidecar.unlink(missing_ok=True)
+        return
+    with _write_into_place(sidecar) as file:
+        file.write(json.dumps({"bytes": size, "metadata": dict(metadata)}, sort_keys=True).encode())
 
 
 def _destination_key(temp_key: str) -> str | None:

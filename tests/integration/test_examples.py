@@ -3,6 +3,8 @@
 import gzip
 import json
 import shutil
+import sys
+import types
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,6 +12,7 @@ import pyarrow.parquet as pq
 
 from pipeline.commands import cli
 from pipeline.config.connections import Connection, save_connection
+from pipeline.config.settings import RunSettings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -49,3 +52,29 @@ def test_the_airflow_dag_is_valid_python():
     source = (EXAMPLES / "airflow_dag.py").read_text()
     compile(source, "airflow_dag.py", "exec")  # Airflow itself is not installed in tests
     assert '"--date", ds' in source
+
+
+def load_airflow_dag(monkeypatch):
+    """The DAG file's functions, with just enough of Airflow stubbed to import it."""
+    def dag(**_):  # a DAG is only declared when its function is called: declare nothing
+        return lambda function: (lambda: None)
+
+    stubs = {
+        "airflow": types.ModuleType("airflow"),
+        "airflow.decorators": types.SimpleNamespace(dag=dag, task=lambda function: function),
+        "airflow.exceptions": types.SimpleNamespace(AirflowException=RuntimeError, AirflowFailException=ValueError),
+    }
+    for name, module in stubs.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    namespace = {"__name__": "airflow_dag"}
+    exec(compile((EXAMPLES / "airflow_dag.py").read_text(), "airflow_dag.py", "exec"), namespace)
+    return namespace
+
+
+def test_the_airflow_append_key_is_a_valid_key_that_stays_the_same_across_tries(monkeypatch):
+    append_key = load_airflow_dag(monkeypatch)["append_key"]
+    key = append_key("scheduled__2026-11-28T10:00:00+00:00", "append_to_the_days_files")
+    assert key == "scheduled__2026-11-28T10_00_00_00_00-append_to_the_days_files"
+    assert RunSettings(append=True, append_key=key).append_key == key  # krux-export takes it
+    assert append_key("manual__2026-11-28T10:30:12.5+00:00", "t", 3) == "manual__2026-11-28T10_30_12.5_00_00-t-3"
+    assert key != append_key("scheduled__2026-11-28T11:00:00+00:00", "append_to_the_days_files")

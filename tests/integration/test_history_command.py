@@ -96,8 +96,9 @@ def test_a_real_run_and_a_failed_one_are_recorded_and_told(tmp_path, home, webho
     started = {"started_at": "2026-11-28T09:30:00Z", "export_name": "daily_krux"}
     assert stored == [{**started, **summary}, {**started, **failed}]
     assert [body for _, _, body in webhook.received] == [
-        {**summary, "job": "daily_krux", "event": "success"},
-        {**failed, "job": "daily_krux", "event": "failure"},
+        {**summary, "job": "daily_krux", "event": "success",
+         "text": f"daily_krux: success, 2026-11-28, 2 lines to {summary['object_uri']}"},
+        {**failed, "job": "daily_krux", "event": "failure", "text": f"daily_krux: failure: {failed['error']}"},
     ]
     assert webhook.token not in out + err
     assert krux(["history", "--job", str(job)]) == 0

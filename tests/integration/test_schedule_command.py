@@ -274,10 +274,10 @@ def test_a_disabled_schedule_tells_each_failure_then_disabled_and_records_each_r
     disabled = {"status": "failed", "exit_code": 2,
                 "error": f"schedule disabled after 3 consecutive configuration failures: {failed['error']}"}
     assert [(body["event"], without_run_id(body)) for _, _, body in webhook.received] == [
-        ("failure", {**failed, "job": "hourly", "event": "failure"}),
-        ("failure", {**failed, "job": "hourly", "event": "failure"}),
-        ("failure", {**failed, "job": "hourly", "event": "failure"}),
-        ("disabled", {**disabled, "job": "hourly", "event": "disabled"}),  # no run of its own
+        *[("failure", {**failed, "job": "hourly", "event": "failure",
+                       "text": f"hourly: failure, 2026-11-28: {failed['error']}"})] * 3,
+        ("disabled", {**disabled, "job": "hourly", "event": "disabled",  # no run of its own
+                      "text": f"hourly: schedule disabled after 3 consecutive configuration failures: {failed['error']}"}),
     ]
     history = (tmp_path / "home" / "history" / "first_party_segment.jsonl").read_text().splitlines()
     assert [without_run_id(json.loads(line)) for line in history] == [

@@ -100,6 +100,8 @@ def test_every_optional_key_lands_on_its_setting(tmp_path):
           compression: none
           export_name: weekly_dump
           allow_empty: true
+          append_key: dag_run.export-1
+          max_drop: 50
         """))
     assert (job.timezone, job.schedule, job.delay) == ("Asia/Tokyo", "@hourly", datetime.timedelta(hours=1, minutes=30))
     assert job.settings == RunSettings(
@@ -119,6 +121,8 @@ def test_every_optional_key_lands_on_its_setting(tmp_path):
         compression="none",
         export_name="weekly_dump",
         allow_empty=True,
+        append_key="dag_run.export-1",
+        max_drop=50.0,
     )
 
 
@@ -234,6 +238,21 @@ ERRORS = [
     ("result_settings: {export_type: first_party_segment}",
      "result_settings: {export_type: first_party_segment, append: yes}",
      "result_settings.append must be true or false, got 'yes'"),
+    ("result_settings: {export_type: first_party_segment}",
+     "result_settings: {export_type: first_party_segment, append_key: retry-1}",
+     "result_settings.append_key: needs append (a replace run's object always has the fixed name)"),
+    ("result_settings: {export_type: first_party_segment}",
+     "result_settings: {export_type: first_party_segment, append: true, append_key: 'run 1/a'}",
+     "result_settings.append_key: 'run 1/a' must match [A-Za-z0-9_.-]+"),
+    ("result_settings: {export_type: first_party_segment}",
+     "result_settings: {export_type: first_party_segment, max_drop: 50%}",
+     "result_settings.max_drop must be a number, got '50%'"),
+    ("result_settings: {export_type: first_party_segment}",
+     "result_settings: {export_type: first_party_segment, max_drop: 150}",
+     "result_settings.max_drop: must be a percentage from 0 to 100, such as 50, got 150"),
+    ("result_settings: {export_type: first_party_segment}",
+     "result_settings: {export_type: first_party_segment, max_drop: -5}",
+     "result_settings.max_drop: must be a percentage from 0 to 100, such as 50, got -5"),
 ]
 
 

@@ -44,9 +44,10 @@ def test_run_id_is_taken_in_utc():
         ("gzip", None, "first_party_segment.txt.gz"),
         ("none", None, "first_party_segment.txt"),
         ("gzip", "20261128T093000Z-3f9a", "first_party_segment-20261128T093000Z-3f9a.txt.gz"),
+        ("none", "scheduled__2026-11-28T00.10.00_00.00-export", "first_party_segment-scheduled__2026-11-28T00.10.00_00.00-export.txt"),
     ],
 )
-def test_final_name_is_fixed_in_replace_mode_and_per_run_in_append_mode(compression, run_id, expected):
+def test_final_name_is_fixed_in_replace_mode_and_per_run_or_key_in_append_mode(compression, run_id, expected):
     assert layout.final_name("first_party_segment", compression, run_id) == expected
 
 

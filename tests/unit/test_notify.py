@@ -1,16 +1,20 @@
 """Notifications against a real HTTP server on 127.0.0.1 and a real command reading its stdin."""
 
+import http.server
 import json
 import logging
 import os
 import stat
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
 from pipeline.config.notify import Notify
-from pipeline.outcomes.notify import send_notifications, webhook_problem
+from pipeline.outcomes.notify import notification_text, send_notifications, webhook_problem
 from tests.summaries import FailedSummary, succeeded
 
 SUMMARY = FailedSummary(exit_code=2, error="table segment_a: column KUID is missing")
@@ -42,7 +46,8 @@ def test_a_webhook_gets_the_summary_with_job_and_event_as_json(webhook):
     assert send_notifications(notify, SUMMARY, job="daily_krux", event="failure") is True
     assert webhook.received == [(
         f"/hooks/{TOKEN}", "application/json",
-        {**SUMMARY_LINE, "job": "daily_krux", "event": "failure"},
+        {**SUMMARY_LINE, "job": "daily_krux", "event": "failure",
+         "text": "daily_krux: failure: table segment_a: column KUID is missing"},
     )]
 
 
@@ -167,3 +172,78 @@ def test_a_webhook_problem_is_known_before_anything_is_sent(webhook, monkeypatch
     assert webhook_problem(notify, "j") is None
     assert webhook_problem(Notify(command=("page",)), "j") is None and webhook_problem(None, "j") is None
     assert webhook.received == []
+
+
+class _SlackLikeHandler(http.server.BaseHTTPRequestHandler):
+    """Answers as a Slack incoming webhook does: 400 `no_text` for a body without `text`, else 200 `ok`."""
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        status, answer = (200, b"ok") if isinstance(body.get("text"), str) and body["text"] else (400, b"no_text")
+        if status == 200:
+            self.server.shown.append(body["text"])
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def slack_like():
+    """A local server that behaves like Slack's incoming webhooks; `shown` lists the messages it took."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlackLikeHandler)
+    server.daemon_threads = True
+    server.shown = []
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/services/T000/B000/{TOKEN}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_slack_like_server_refuses_a_body_without_text(slack_like):
+    request = urllib.request.Request(slack_like.url, data=json.dumps({"status": "failed"}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=5)
+    assert (refused.value.code, refused.value.read()) == (400, b"no_text")
+
+
+def test_a_slack_webhook_shows_each_event_as_one_line_for_people(slack_like):
+    notify = Notify(events=frozenset({"success", "failure", "disabled"}), webhook=slack_like.url)
+    success = succeeded(lines_written=10_000, invalid={},
+                        object_uri="s3://krux-partners/acme/uploads/2026-11-28/first_party_segment.txt.gz")
+    failure = FailedSummary(exit_code=3, error="640 lines is 94% fewer than the 10,000 of s3://krux-partners/acme/"
+                            "uploads/2026-11-27/first_party_segment.txt.gz (--max-drop 50)", date="2026-11-28")
+    disabled = FailedSummary(exit_code=2, error="schedule disabled after 3 consecutive configuration failures: "
+                             "table segment_a: column KUID is missing")
+    assert send_notifications(notify, success, job="daily_krux", event="success") is True
+    assert send_notifications(notify, failure, job="daily_krux", event="failure") is True
+    assert send_notifications(notify, disabled, job="daily_krux", event="disabled") is True
+    assert slack_like.shown == [
+        "daily_krux: success, 2026-11-28, 10,000 lines to s3://krux-partners/acme/uploads/2026-11-28/"
+        "first_party_segment.txt.gz",
+        "daily_krux: failure, 2026-11-28: 640 lines is 94% fewer than the 10,000 of s3://krux-partners/acme/"
+        "uploads/2026-11-27/first_party_segment.txt.gz (--max-drop 50)",
+        "daily_krux: schedule disabled after 3 consecutive configuration failures: table segment_a: column KUID "
+        "is missing",
+    ]
+    assert not any(TOKEN in text for text in slack_like.shown)
+
+
+@pytest.mark.parametrize("summary, text", [
+    (succeeded(lines_written=1, invalid={"missing_user_id": 1, "value_too_long": 2}),
+     "j: success, 2026-11-28, 1 line to s3://krux-partners/acme/uploads/2026-11-28/daily_krux.txt.gz "
+     "(3 invalid rows dropped)"),
+    (succeeded(lines_written=0, invalid={"no_attributes": 1}),
+     "j: success, 2026-11-28, 0 lines to s3://krux-partners/acme/uploads/2026-11-28/daily_krux.txt.gz "
+     "(1 invalid row dropped)"),
+    (FailedSummary(exit_code=4, error="s3://krux-partners: AccessDenied"), "j: failure: s3://krux-partners: AccessDenied"),
+])
+def test_the_text_counts_lines_and_invalid_rows_and_omits_an_unknown_day(summary, text):
+    event = "success" if summary.exit_code == 0 else "failure"
+    assert notification_text(summary, job="j", event=event) == text

@@ -3,6 +3,8 @@
 import json
 import textwrap
 
+import pytest
+
 from pipeline.commands import cli
 from pipeline.launcher.run import RunResult
 from tests.summaries import succeeded
@@ -63,3 +65,27 @@ def test_a_query_on_the_command_line_replaces_the_job_files_query_file(tmp_path,
     argv = ["run", "--job", str(job), "--query", "SELECT 'u' AS user_id, 's' AS td_segment"]
     assert cli.main(argv, runtime=cli.Runtime(run_export=run_export)) == 0, capsys.readouterr().err
     assert (seen[0].query, seen[0].query_file) == ("SELECT 'u' AS user_id, 's' AS td_segment", None)
+
+
+def test_append_key_and_max_drop_reach_the_settings(tmp_path, capsys):
+    settings = run_with_job(tmp_path, capsys, "--append", "--append-key", "dag.run-7", "--max-drop", "12.5")
+    assert (settings.append, settings.append_key, settings.max_drop) == (True, "dag.run-7", 12.5)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--append-key", "retry-1"],
+     "--append-key: needs append (a replace run's object always has the fixed name)"),
+    (["--append", "--append-key", "a/b"], "--append-key: 'a/b' must match [A-Za-z0-9_.-]+"),
+    (["--max-drop", "half"], "--max-drop: 'half' is not a percentage such as 50 or 12.5"),
+    (["--max-drop", "150"], "--max-drop: must be a percentage from 0 to 100, such as 50, got 150"),
+])
+def test_bad_append_key_or_max_drop_is_a_usage_error_naming_the_flag(tmp_path, capsys, flags, message):
+    def run_export(settings, **_):
+        raise AssertionError("a refused flag must not start a run")
+
+    argv = ["run", "--database", str(tmp_path), "--client-name", "acme", *flags]
+    code = cli.main(argv, runtime=cli.Runtime(run_export=run_export))
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert err.strip() == f"krux-export: error: {message}"
+    assert json.loads(out.splitlines()[-1])["error"] == message
