@@ -98,7 +98,7 @@ def test_a_real_run_and_a_failed_one_are_recorded_and_told(tmp_path, home, webho
     assert [body for _, _, body in webhook.received] == [
         {**summary, "job": "daily_krux", "event": "success",
          "text": f"daily_krux: success, 2026-11-28, 2 lines to {summary['object_uri']}"},
-        {**failed, "job": "daily_krux", "event": "failure", "text": f"daily_krux: failure: {failed['error']}"},
+        {**failed, "job": "daily_krux", "event": "failure", "text": f"daily_krux: failure, 2026-11-29: {failed['error']}"},
     ]
     assert webhook.token not in out + err
     assert krux(["history", "--job", str(job)]) == 0
