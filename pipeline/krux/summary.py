@@ -22,6 +22,7 @@ class Summary:
     invalid: dict[str, int]  # reason -> rows
     replaced: tuple[str, ...]  # URIs of the objects removed
     duration_s: float
+    snapshots: dict[str, str] = dataclasses.field(default_factory=dict)  # lake table -> version read (§9)
     status = "succeeded"
     exit_code = 0
 
@@ -34,6 +35,7 @@ class Summary:
             "object_uri": self.object_uri,
             "bytes": self.bytes,
             "rows_read": {"total": sum(self.rows_read.values()), "tables": dict(self.rows_read)},
+            **({"snapshots": dict(self.snapshots)} if self.snapshots else {}),
             "lines_written": self.lines_written,
             "invalid": dict(sorted(self.invalid.items())),
             "replaced": list(self.replaced),

@@ -127,7 +127,13 @@ def run_export(
         invalid=dict(report.invalid),
         replaced=tuple(spec.uri(key) for key in replaced),
         duration_s=round(time.monotonic() - started, 3),
+        snapshots=_snapshots(query.tables if query else table_list),
     ))
+
+
+def _snapshots(tables) -> dict[str, str]:
+    """The version each lake table was read at (SPEC §9), by table name."""
+    return {table.name: table.snapshot for table in tables if table.snapshot is not None}
 
 
 class _Published:
