@@ -119,10 +119,13 @@ def _table(name: str, uri: str):
 
 
 def _catalog(name: str):
+    """The catalog `name` as configured now: pyiceberg reads its configuration once, when it is
+    imported; read here each time, a catalog configured later in the process is found too."""
     from pyiceberg.catalog import load_catalog  # loaded only for Iceberg tables
+    from pyiceberg.utils.config import Config
 
     try:
-        return load_catalog(name)
+        return load_catalog(name, **(Config().get_catalog_config(name) or {}))
     except Exception as error:  # pyiceberg's ValueError for a catalog it cannot find or configure
         raise ConfigError(
             f"iceberg catalog {name}: {first_line(error)} (configure it in .pyiceberg.yaml or "
