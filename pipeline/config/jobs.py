@@ -38,7 +38,8 @@ _KEY_OF_SETTING = {
     **{key: f"source.{key}" for key in _COLUMN_KEYS},
 }
 _TOP_KEYS = ("name", "timezone", "schedule", "delay", "source", "result_connection", "result_settings",
-             *_DESTINATION_KEYS, "output_root", "rejects", "beam_args", "cron_semantics", "notify", "query")
+             *_DESTINATION_KEYS, "output_root", "rejects", "beam_args", "cron_semantics", "notify", "query",
+             "warehouse")
 WORKFLOW_SUFFIX = ".dig"
 
 
@@ -150,6 +151,7 @@ def _job_from(document: "_JobFile", top: dict, *, query_context: QueryContext | 
         beam_args=tuple(document.strings(top, "beam_args")),
         query_file=query_file,
         query_context=query_context,
+        warehouse=document.string(top, "warehouse"),
         **columns,
         **named,
         **destination,

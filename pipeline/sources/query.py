@@ -27,12 +27,13 @@ from pipeline.config.workflow import read_query_file, render_query
 from pipeline.errors import ExportError, SchemaError, StorageError, UsageError
 from pipeline.krux.lines import LineRules
 from pipeline.sources.files import csv_options
-from pipeline.sources.listing import find_tables, unique_names
-from pipeline.sources.schema import check_columns
 from pipeline.sources import delta, iceberg
+from pipeline.sources.listing import find_tables, unique_names
+from pipeline.sources.result import QUERY_TABLE, check_result_schema, query_rules
 from pipeline.sources.delta import DeltaSnapshot
 from pipeline.sources.s3_access import resolve_s3_access
 from pipeline.sources.tables import lake_snapshot, snapshot_id, table_files
+from pipeline.sources.warehouse import WarehouseQuery, plan_warehouse_query
 from pipeline.storage.s3 import parse_s3_uri
 
 __all__ = [
@@ -45,12 +46,6 @@ __all__ = [
     "query_rules",
     "result_batches",
 ]
-
-QUERY_TABLE = "query"
-"""The table name a query's rows are counted under (`rows_read`) and named by in messages."""
-
-USER_COLUMN, SEGMENT_COLUMN = "user_id", "td_segment"
-"""A result's first two columns, by name and place, as the seed's query requirements say."""
 
 MEMORY_FRACTION = 4
 """Without `--query-memory-limit`, DuckDB may use 1/4 of the machine's memory before it spills."""
@@ -89,8 +84,9 @@ class Query:
     memory_limit: str | None = None  # DuckDB's size text, e.g. "4GB"
 
 
-def query_of(settings, date: datetime.date, moment: datetime.datetime) -> Query | None:
-    """The run's query, if it has one, checked: a workflow task's with its variables substituted.
+def query_of(settings, date: datetime.date, moment: datetime.datetime) -> Query | WarehouseQuery | None:
+    """The run's query, if it has one, checked: a workflow task's with its variables substituted;
+    in DuckDB over the run's tables, or in the `--warehouse` (SPEC §9).
 
     `date` is the export's day and `moment` the run's start (`${session_date}`, `${session_time}`).
     """
@@ -102,6 +98,8 @@ def query_of(settings, date: datetime.date, moment: datetime.datetime) -> Query 
         sql, origin = read_query_file(settings.query_file), settings.query_file
     if settings.query_context is not None:
         sql = render_query(sql, settings.query_context, date, moment, origin)
+    if settings.warehouse is not None:
+        return plan_warehouse_query(sql, origin, settings.warehouse, segment_attribute=settings.segment_attribute)
     return plan_query(
         sql,
         origin,
@@ -110,11 +108,6 @@ def query_of(settings, date: datetime.date, moment: datetime.datetime) -> Query 
         segment_attribute=settings.segment_attribute,
         memory_limit=settings.query_memory_limit,
     )
-
-
-def query_rules(segment_attribute: str) -> LineRules:
-    """A result's lines: user id and segments from its first two columns, by their fixed names."""
-    return LineRules(USER_COLUMN, SEGMENT_COLUMN, segment_attribute)
 
 
 def plan_query(
@@ -138,19 +131,6 @@ def plan_query(
         schema = _run(query, lambda: connection.sql(sql).limit(0).to_arrow_table().schema)
     check_result_schema(schema, query)
     return query
-
-
-def check_result_schema(schema: pa.Schema, query: Query) -> None:
-    """The seed's query requirements: `user_id` first, `td_segment` second, both strings;
-    every further column an attribute that a line can hold."""
-    names = schema.names
-    if names[:2] != [USER_COLUMN, SEGMENT_COLUMN]:
-        got = ", ".join(names[:2]) or "no columns"
-        raise SchemaError(
-            f"{query.origin}: the result's first two columns must be {USER_COLUMN} and {SEGMENT_COLUMN} "
-            f"(in that order), got {got}"
-        )
-    check_columns(QUERY_TABLE, schema, query.rules, where=f" ({query.origin})")
 
 
 @contextlib.contextmanager
