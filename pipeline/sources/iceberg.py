@@ -127,8 +127,9 @@ def _catalog(name: str):
     try:
         return load_catalog(name, **(Config().get_catalog_config(name) or {}))
     except Exception as error:  # pyiceberg's ValueError for a catalog it cannot find or configure
+        reason = "not configured" if "URI missing" in str(error) else first_line(error)
         raise ConfigError(
-            f"iceberg catalog {name}: {first_line(error)} (configure it in .pyiceberg.yaml or "
+            f"iceberg catalog {name}: {reason} (configure it in .pyiceberg.yaml, or by variables such as "
             f"PYICEBERG_CATALOG__{name.upper()}__URI)"
         ) from error
 
