@@ -32,7 +32,7 @@ class ReadTask:
     format: str  # "parquet" | "csv" | "delta" (path: the table) | "iceberg" (path: a data file)
     row_groups: tuple[int, ...] = ()
     first_row: int | None = None  # row number in the table of the task's first row
-    columns: tuple[str, ...] = ()  # CSV header: every column is read as a string
+    columns: tuple[str, ...] = ()  # CSV header: every column is read as a string; a Delta table's column order
     rows: int | None = None  # from the Parquet footer; None for CSV (unknown until read)
     partition: tuple[tuple[str, pa.Scalar], ...] = ()  # Delta partition columns: values not in the file
     lake: str | None = None  # the lake table's URI, where its library must be asked (deletes, scans)
@@ -96,6 +96,8 @@ def _parquet_batches(task: ReadTask, batch_rows: int):
                 if name in batch.schema.names:  # a writer that kept the column in the file too
                     continue
                 batch = batch.append_column(pa.field(name, value.type), pa.repeat(value, rows))
+            if task.partition:  # the table's column order, so attributes come in it, partition columns too
+                batch = batch.select([name for name in task.columns if name in batch.schema.names])
             if kept is not None:
                 batch = batch.filter(_kept_slice(kept, row, rows))
             row += rows

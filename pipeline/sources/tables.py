@@ -187,8 +187,8 @@ def _load_lake_table(name: str, uri: str, lake, heads: list, rules: LineRules) -
         else:
             tasks = tuple(ReadTask(name, path, "iceberg", lake=uri, snapshot=snapshot) for path in lake.files)
         return Table(name, uri, tasks, columns, 0, snapshot)
-    extras = [dict(partition=f.partition, lake=uri, snapshot=snapshot, deletes=f.has_deletion_vector)
-              for f in lake.files] if isinstance(lake, DeltaSnapshot) else [{} for _ in lake.files]
+    extras = [dict(partition=f.partition, lake=uri, snapshot=snapshot, deletes=f.has_deletion_vector,
+                   columns=columns if f.partition else ()) for f in lake.files] if isinstance(lake, DeltaSnapshot) else [{} for _ in lake.files]
     tasks, first_row = [], 1
     for path, metadata, extra in zip(_direct_files(lake), heads, extras):
         for group in _row_group_ranges(metadata):

@@ -69,9 +69,9 @@ def test_delta_partition_columns_and_typed_attributes_come_back(run, tmp_path):
     code, summary, err, lines = run("--database", str(tmp_path / "db"))
     assert code == 0, err
     assert [line.split("^")[0] for line in lines] == ["u1", "u2", "u3"]
-    assert lines[0].startswith("u1^segment:s;") and set(lines[0].split("^")[1].split(";")) == {
-        "segment:s", "score:1.5", "day:2026-11-01", "visits:7"}
-    assert set(lines[1].split("^")[1].split(";")) == {"segment:s", "day:2026-11-02", "visits:8"}
+    # Attributes in the table's column order: partition columns (not in the files) in their place.
+    assert lines == ["u1^segment:s;day:2026-11-01;score:1.5;visits:7", "u2^segment:s;day:2026-11-02;visits:8",
+                     "u3^segment:s;day:2026-11-02;score:3.0;visits:9"]
     assert summary["snapshots"] == {"segment_p": "0"}
 
 
