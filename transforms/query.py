@@ -61,18 +61,17 @@ class ReadQuery(beam.PTransform):
         return results | "SpreadBatches" >> beam.Reshuffle() | "UnpackBatches" >> beam.MapTuple(_unpack)
 
     def _expand_warehouse(self, pbegin):
-        run = _RunWarehouseQueryFn(self._query, self._batch_rows, pack=self._spread, progress=self._progress)
-        results = (
-            pbegin
-            | "Start" >> beam.Create([None])
-            | "RunQuery" >> beam.ParDo(run).with_outputs(_RunWarehouseQueryFn.PARTITIONS, main="batches")
-        )
-        read = (
-            results[_RunWarehouseQueryFn.PARTITIONS]
+        start = pbegin | "Start" >> beam.Create([None])
+        if not self._query.partitioned:  # one reader, streamed on as DuckDB's result is
+            run = _StreamWarehouseQueryFn(self._query, self._batch_rows, pack=self._spread, progress=self._progress)
+            return self._spread_batches(start | "RunQuery" >> beam.ParDo(run))
+        # No Flatten of two branches here: a local runner would hold a whole branch in memory.
+        return (
+            start
+            | "RunQuery" >> beam.ParDo(_ExecutePartitionsFn(self._query, self._batch_rows, self._progress))
             | "SpreadPartitions" >> beam.Reshuffle()
             | "ReadPartition" >> beam.ParDo(_ReadPartitionFn(self._query, self._batch_rows, self._progress))
         )
-        return (self._spread_batches(results.batches), read) | "AllBatches" >> beam.Flatten()
 
 
 class _RunQueryFn(beam.DoFn):
@@ -114,6 +113,10 @@ class _RunQueryFn(beam.DoFn):
             self._engine = None
 
 
+WHOLE_RESULT = b""
+"""The one "partition" of a driver that has none: the reader streams the whole result."""
+
+
 class _WarehouseFn(beam.DoFn):
     """Connects to the warehouse in `setup`, loading the connection by name on this worker."""
 
@@ -144,21 +147,14 @@ class _WarehouseFn(beam.DoFn):
             self._session = None
 
 
-class _RunWarehouseQueryFn(_WarehouseFn):
-    """Runs the query once: its partitions to the PARTITIONS output, or its result streamed."""
-
-    PARTITIONS = "partitions"
+class _StreamWarehouseQueryFn(_WarehouseFn):
+    """Runs the query once and streams its result from one reader (PostgreSQL)."""
 
     def __init__(self, query: WarehouseQuery, batch_rows: int, *, pack: bool, progress: ProgressChannel | None):
         super().__init__(query, batch_rows, progress)
         self._pack = pack
 
     def process(self, _):
-        partitions = warehouse.execute_partitions(self._connection, self._query)
-        if partitions is not None:
-            for partition in partitions:
-                yield beam.pvalue.TaggedOutput(self.PARTITIONS, partition)
-            return
         first_row = 1
         for batch in warehouse.stream_result(self._connection, self._query, self._batch_rows):
             self._count(batch)
@@ -166,11 +162,27 @@ class _RunWarehouseQueryFn(_WarehouseFn):
             first_row += batch.num_rows
 
 
+class _ExecutePartitionsFn(_WarehouseFn):
+    """Runs the query once; its result partitions go on, for each worker to read one.
+
+    A driver that returns no partitions after all gives one `WHOLE_RESULT` instead, whose reader
+    streams the query's whole result.
+    """
+
+    def process(self, _):
+        partitions = warehouse.execute_partitions(self._connection, self._query)
+        yield from partitions if partitions is not None else [WHOLE_RESULT]
+
+
 class _ReadPartitionFn(_WarehouseFn):
     """Reads one result partition (row numbers unknown: partitions have no order)."""
 
     def process(self, partition: bytes):
-        for batch in warehouse.read_partition(self._connection, self._query, partition, self._batch_rows):
+        if partition == WHOLE_RESULT:
+            batches = warehouse.stream_result(self._connection, self._query, self._batch_rows)
+        else:
+            batches = warehouse.read_partition(self._connection, self._query, partition, self._batch_rows)
+        for batch in batches:
             self._count(batch)
             yield TableBatch(QUERY_TABLE, None, batch)
 

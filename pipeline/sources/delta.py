@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.errors import SchemaError, StorageError
-from pipeline.sources.listing import first_line
+from pipeline.sources.listing import expand_glob, first_line
 from pipeline.sources.s3_access import resolve_s3_access
 
 __all__ = ["DELTA_LOG", "DeltaFile", "DeltaSnapshot", "is_delta_table", "kept_rows", "open_delta", "scan_batches"]
@@ -43,12 +43,11 @@ class DeltaSnapshot:
     schema: pa.Schema  # the table's, partition columns included
     files: tuple[DeltaFile, ...]  # empty when `direct` is False
     direct: bool  # the files are read as Parquet; otherwise the table is read through delta-rs's scan
+    rows: int = 0  # as the log counts them (before deletion vectors); to size the grouping
 
 
 def is_delta_table(uri: str) -> bool:
-    """A folder holding `_delta_log/` (local or `s3://`)."""
-    from pipeline.sources.listing import expand_glob  # S3 listing through Beam, as for every table
-
+    """A folder holding `_delta_log/` (local or `s3://`, listed through Beam as every table is)."""
     if not uri.startswith("s3://"):
         return os.path.isdir(os.path.join(uri, DELTA_LOG))
     return bool(expand_glob(uri.rstrip("/") + "/" + DELTA_LOG))
@@ -62,10 +61,12 @@ def open_delta(name: str, uri: str) -> DeltaSnapshot:
     protocol = table.protocol()
     features = set(protocol.reader_features or ())
     mapped = table.metadata().configuration.get("delta.columnMapping.mode", "none") != "none"
-    if mapped or not features <= DIRECT_READER_FEATURES:
-        return DeltaSnapshot(version, schema, (), direct=False)
-    uris = [_local(u) for u in table.file_uris()]
     actions = pa.table(table.get_add_actions(flatten=True))
+    counted = actions.column("num_records") if "num_records" in actions.column_names else None
+    rows = (pc.sum(counted).as_py() or 0) if counted is not None else 0
+    if mapped or not features <= DIRECT_READER_FEATURES:
+        return DeltaSnapshot(version, schema, (), direct=False, rows=rows)
+    uris = [_local(u) for u in table.file_uris()]
     if len(uris) != actions.num_rows:
         raise StorageError(f"table {name}: the Delta log of {uri} lists {actions.num_rows} files, "
                            f"delta-rs gave {len(uris)}")
@@ -78,7 +79,7 @@ def open_delta(name: str, uri: str) -> DeltaSnapshot:
             for column in partition_columns
         )
         files.append(DeltaFile(file_uri, partition, file_uri in with_vectors))
-    return DeltaSnapshot(version, schema, tuple(files), direct=True)
+    return DeltaSnapshot(version, schema, tuple(files), direct=True, rows=rows)
 
 
 def scan_batches(uri: str, version: int, batch_rows: int):

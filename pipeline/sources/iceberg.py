@@ -27,6 +27,7 @@ class IcebergSnapshot:
     schema: pa.Schema
     files: tuple[str, ...]  # the snapshot's data files
     direct: bool  # the files are read as Parquet; otherwise each through pyiceberg's scan
+    rows: int = 0  # as the manifests count them (before delete files); to size the grouping
 
 
 def is_iceberg(uri: str) -> bool:
@@ -75,7 +76,8 @@ def open_iceberg(name: str, uri: str) -> IcebergSnapshot:
         and all(path.startswith(("s3://", "/")) for path in files)
         and not _renamed(table)
     )
-    return IcebergSnapshot(str(snapshot.snapshot_id), schema, files, direct)
+    rows = sum(task.file.record_count for task in tasks)
+    return IcebergSnapshot(str(snapshot.snapshot_id), schema, files, direct, rows)
 
 
 def scan_file(uri: str, snapshot: str, path: str, batch_rows: int):

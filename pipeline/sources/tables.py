@@ -181,14 +181,17 @@ def _load_lake_table(name: str, uri: str, lake, heads: list, rules: LineRules) -
             raise head
     check_columns(name, lake.schema, rules)
     columns, snapshot = tuple(lake.schema.names), snapshot_id(lake)
-    if not lake.direct:  # row counts unknown until read
+    if not lake.direct:  # rows: as the log or manifests count them, before deletes
         if isinstance(lake, DeltaSnapshot):
             tasks = (ReadTask(name, uri, "delta", lake=uri, snapshot=snapshot),)
         else:
             tasks = tuple(ReadTask(name, path, "iceberg", lake=uri, snapshot=snapshot) for path in lake.files)
-        return Table(name, uri, tasks, columns, 0, snapshot)
-    extras = [dict(partition=f.partition, lake=uri, snapshot=snapshot, deletes=f.has_deletion_vector,
-                   columns=columns if f.partition else ()) for f in lake.files] if isinstance(lake, DeltaSnapshot) else [{} for _ in lake.files]
+        return Table(name, uri, tasks, columns, lake.rows, snapshot)
+    if isinstance(lake, DeltaSnapshot):
+        extras = [dict(partition=f.partition, lake=uri, snapshot=snapshot, deletes=f.has_deletion_vector,
+                       columns=columns if f.partition else ()) for f in lake.files]
+    else:
+        extras = [{} for _ in lake.files]
     tasks, first_row = [], 1
     for path, metadata, extra in zip(_direct_files(lake), heads, extras):
         for group in _row_group_ranges(metadata):

@@ -24,6 +24,11 @@ __all__ = ["WarehouseQuery", "connect", "execute_partitions", "plan_warehouse_qu
            "stream_result", "test_warehouse"]
 
 
+PARTITIONED_SCHEMES = ("snowflake", "bigquery", "grpc", "grpc+tls", "grpc+tcp")
+"""Warehouses whose ADBC drivers return result partitions (`execute_partitions`); PostgreSQL's
+result comes from one reader."""
+
+
 @dataclasses.dataclass(frozen=True)
 class WarehouseQuery:
     """What a worker needs to run the query in the warehouse: picklable, the connection by name."""
@@ -32,13 +37,16 @@ class WarehouseQuery:
     origin: str  # "--query", or the query file's path: where a SQL error points
     warehouse: str  # the connection's name in connections.yml
     rules: LineRules
+    partitioned: bool = False  # its driver splits results into partitions, read by several workers
     tables: tuple = ()  # the run's own tables it reads: none (for the launcher's summary)
 
 
 def plan_warehouse_query(sql: str, origin: str, warehouse: str, *, segment_attribute: str = "segment") -> WarehouseQuery:
     """Checks the SQL and its result's columns in the warehouse, without reading rows."""
-    query = WarehouseQuery(sql, origin, warehouse, query_rules(segment_attribute))
-    with connect(load_warehouse(warehouse)) as connection:
+    entry = load_warehouse(warehouse)
+    query = WarehouseQuery(sql, origin, warehouse, query_rules(segment_attribute),
+                           partitioned=entry.scheme in PARTITIONED_SCHEMES)
+    with connect(entry) as connection:
         schema = _result_schema(connection, query)
     check_result_schema(schema, query)
     return query

@@ -136,3 +136,24 @@ def test_connection_list_and_test_on_a_warehouse(home, postgres, capsys):
     assert f"pg  warehouse  {postgres.get_uri()}" in listed and PASSWORD not in listed
     assert cli.main(["connection", "test", "pg"]) == 0
     assert capsys.readouterr().out.startswith("connection pg works: SELECT 1 ran in warehouse postgresql://")
+
+
+@pytest.mark.parametrize("partitioned", [False, True], ids=["streamed", "partitions"])
+def test_read_query_reads_a_warehouse_result_streamed_or_by_partitions(home, partitioned):
+    # PostgreSQL's driver has no partitions: asked for them, it gives the one whole-result
+    # "partition", read after the reshuffle as Snowflake's or BigQuery's partitions are.
+    import dataclasses
+
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline.sources.warehouse import plan_warehouse_query
+    from transforms.query import ReadQuery
+
+    query = plan_warehouse_query("SELECT user_id, td_segment, visits FROM audience", "--query", "pg")
+    assert query.partitioned is False  # PostgreSQL
+    with TestPipeline(runner="FnApiRunner") as p:
+        batches = p | ReadQuery(dataclasses.replace(query, partitioned=partitioned), spread=True, batch_rows=2)
+        rows = batches | beam.FlatMap(lambda b: [(b.table, row["user_id"], row["visits"]) for row in b.batch.to_pylist()])
+        assert_that(rows, equal_to([("query", "u1", 3), ("query", "u2", None), ("query", "u3", 7)]))
