@@ -26,11 +26,11 @@ import pyarrow.fs as pafs
 from pipeline.config.workflow import read_query_file, render_query
 from pipeline.errors import ExportError, SchemaError, StorageError, UsageError
 from pipeline.krux.lines import LineRules
-from pipeline.sources.files import csv_options
 from pipeline.sources import delta, iceberg
+from pipeline.sources.delta import DeltaSnapshot
+from pipeline.sources.files import csv_options
 from pipeline.sources.listing import find_tables, unique_names
 from pipeline.sources.result import QUERY_TABLE, check_result_schema, query_rules
-from pipeline.sources.delta import DeltaSnapshot
 from pipeline.sources.s3_access import resolve_s3_access
 from pipeline.sources.tables import lake_snapshot, snapshot_id, table_files
 from pipeline.sources.warehouse import WarehouseQuery, plan_warehouse_query
@@ -69,7 +69,7 @@ class QueryTable:
     columns: tuple[str, ...] = ()  # CSV header: every column is read as a string
     lake: str | None = None  # a lake table's URI
     snapshot: str | None = None  # its version read
-    table_schema: pa.Schema | None = None  # a Delta table's, partition columns included
+    table_schema: pa.Schema | None = None  # a lake table's own (a Delta table's: partition columns included)
     partitions: tuple[tuple[tuple[str, pa.Scalar], ...], ...] = ()  # per file: Delta partition values
 
 
