@@ -20,7 +20,9 @@ from pipeline.config.connections import (
     DEFAULT_REGION,
     Connection,
     connection_names,
+    is_warehouse,
     load_connection,
+    load_warehouse,
     remove_connection,
     save_connection,
 )
@@ -77,7 +79,8 @@ def register(commands) -> None:
     listing.set_defaults(handler=_list_command)
 
     test = actions.add_parser("test", help="write and delete a probe object with a connection",
-                              description="Write and delete a probe object under {client_name}/_staging/.")
+                              description="Write and delete a probe object under {client_name}/_staging/; "
+                              "for a warehouse (uri:), run SELECT 1 there.")
     test.add_argument("name", metavar="NAME")
     test.set_defaults(handler=_test_command)
 
@@ -122,9 +125,12 @@ def _list_command(args, beam_args, runtime) -> int:
         print("no connections")
         return 0
     rows = [("NAME", "CLIENT", "BUCKET", "REGION", "ENDPOINT", "ACCESS KEY")]
-    broken = []
+    broken, warehouses = [], []
     for name in names:
         try:
+            if is_warehouse(name):
+                warehouses.append(f"{name}  warehouse  {load_warehouse(name).uri}")
+                continue
             connection = load_connection(name)
         except ConfigError as exc:  # an unset env: variable, say: list the rest all the same
             broken.append(f"{name}: cannot be used: {exc}")
@@ -132,14 +138,22 @@ def _list_command(args, beam_args, runtime) -> int:
         rows.append((name, connection.client_name, connection.bucket, connection.region,
                      connection.endpoint_url or "-", connection.masked_access_key_id))
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
-    for row in rows:
+    for row in rows if len(rows) > 1 else ():
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    for line in warehouses:  # the URI never holds the password (refused when loaded)
+        print(line)
     for line in broken:
         print(line)
     return 0
 
 
 def _test_command(args, beam_args, runtime) -> int:
+    if is_warehouse(args.name):
+        from pipeline.sources.warehouse import test_warehouse  # the ADBC drivers load only for a warehouse
+
+        test_warehouse(args.name)
+        print(f"connection {args.name} works: SELECT 1 ran in warehouse {load_warehouse(args.name).uri}")
+        return 0
     connection = load_connection(args.name)
     folder = f"{connection.client_name}/{layout.STAGING_DIR}"
     key = f"{folder}connection-test-{secrets.token_hex(8)}.txt"

@@ -64,6 +64,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                        help="DuckDB SQL over the tables of --database (also as FOLDER.TABLE) and --source; "
                        "its result's first columns are user_id and td_segment, strings; the others are attributes")
     query.add_argument("--query-file", metavar="FILE", default=argparse.SUPPRESS, help="the same SQL, from a file")
+    query.add_argument("--warehouse", metavar="NAME", default=argparse.SUPPRESS,
+                       help="run the query in this warehouse connection (uri: in connections.yml; "
+                       "PostgreSQL, Snowflake, BigQuery, Flight SQL through ADBC) instead of DuckDB")
     query.add_argument("--query-memory-limit", metavar="SIZE", default=argparse.SUPPRESS,
                        help="DuckDB's memory before it spills to disk, e.g. 4GB (default: a quarter of the machine's)")
     target = parser.add_argument_group("destination (docs/destination.md, docs/connections.md)")

@@ -1,7 +1,8 @@
-"""Named connections to Salesforce's bucket, kept in `connections.yml`.
+"""Named connections to Salesforce's bucket, and to warehouses, kept in `connections.yml`.
 
 The file maps a connection name to its fields and must be private to its owner, as ssh
-requires of a private key. A key may be written `env:VARNAME` and is then read from the
+requires of a private key. An entry with `uri:` instead of `client_name` is a warehouse
+(SPEC §9), reached through ADBC; its password is never part of the URI. A key may be written `env:VARNAME` and is then read from the
 environment where the connection is loaded (on each Beam worker, for example).
 Errors name the file, the connection and the field, never a key's value.
 """
@@ -21,7 +22,11 @@ from pipeline.errors import ConfigError, UsageError
 
 __all__ = [
     "CONNECTIONS_FILE",
+    "WAREHOUSE_SCHEMES",
     "Connection",
+    "Warehouse",
+    "is_warehouse",
+    "load_warehouse",
     "connection_names",
     "connections_home",
     "load_connection",
@@ -36,6 +41,9 @@ DEFAULT_REGION = "us-east-1"
 _ENV_PREFIX = "env:"
 _REQUIRED_FIELDS = ("client_name", "access_key_id", "secret_access_key")
 _OPTIONAL_FIELDS = ("bucket", "region", "endpoint_url")
+_WAREHOUSE_FIELDS = ("uri", "password", "options")
+WAREHOUSE_SCHEMES = ("postgresql", "postgres", "snowflake", "bigquery", "grpc", "grpc+tls", "grpc+tcp")
+"""URI schemes of the warehouses whose ADBC drivers install with the project."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -64,6 +72,23 @@ class Connection:
         )
 
 
+@dataclass(frozen=True, repr=False)
+class Warehouse:
+    """A warehouse reached through ADBC: its URI (never holding the password), password, options."""
+
+    name: str
+    uri: str
+    password: str | None = field(default=None, repr=False)
+    options: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # driver options, may hold keys
+
+    @property
+    def scheme(self) -> str:
+        return self.uri.split("://", 1)[0].lower()
+
+    def __repr__(self) -> str:
+        return f"Warehouse(name={self.name!r}, uri={self.uri!r})"
+
+
 def connections_home() -> Path:
     """The directory holding connections.yml: $KRUX_EXPORT_HOME, else ~/.krux-export."""
     home = os.environ.get("KRUX_EXPORT_HOME")
@@ -79,6 +104,9 @@ def load_connection(name: str, home: Path | str | None = None) -> Connection:
     where = f"connection {name!r} in {path}"
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: expected a mapping of fields, got {type(entry).__name__}")
+    if "uri" in entry:
+        raise ConfigError(f"{where}: is a warehouse (it has uri:); give it to --warehouse, "
+                          "and the bucket's connection to --connection")
     unknown = sorted(set(entry) - set(_REQUIRED_FIELDS) - set(_OPTIONAL_FIELDS), key=str)
     if unknown:
         raise ConfigError(
@@ -108,6 +136,66 @@ def load_connection(name: str, home: Path | str | None = None) -> Connection:
         region=entry.get("region") or DEFAULT_REGION,
         endpoint_url=endpoint_url,
     )
+
+
+def is_warehouse(name: str, home: Path | str | None = None) -> bool:
+    """Whether connection `name` is a warehouse entry (it has `uri:`)."""
+    path = _file(home)
+    entries = _read(path)
+    _require_entry(entries, name, path)
+    return isinstance(entries[name], dict) and "uri" in entries[name]
+
+
+def load_warehouse(name: str, home: Path | str | None = None) -> Warehouse:
+    """Load warehouse `name` from connections.yml, resolving `env:` in its password and options.
+
+    A password written inside the URI is refused: the URI is shown (`connection list`, logs),
+    and the password would be shown with it. The message names the connection, never the value.
+    """
+    path = _file(home)
+    entries = _read(path)
+    _require_entry(entries, name, path)
+    entry = entries[name]
+    where = f"connection {name!r} in {path}"
+    if not isinstance(entry, dict) or "uri" not in entry:
+        raise ConfigError(f"{where}: is not a warehouse (a warehouse entry has uri:, e.g. postgresql://user@host/db)")
+    unknown = sorted(set(entry) - set(_WAREHOUSE_FIELDS), key=str)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field {unknown[0]!r} (a warehouse's fields: {', '.join(_WAREHOUSE_FIELDS)})")
+    uri = entry["uri"]
+    if not isinstance(uri, str) or "://" not in uri:
+        raise ConfigError(f"{where}: uri must be a URI such as postgresql://user@host:5432/db")
+    scheme = uri.split("://", 1)[0].lower()
+    if scheme not in WAREHOUSE_SCHEMES:
+        raise ConfigError(f"{where}: uri scheme {scheme}:// is not supported ({', '.join(WAREHOUSE_SCHEMES)})")
+    if _has_password(uri):
+        raise ConfigError(f"{where}: the uri holds a password; remove it from the uri and write "
+                          "password: env:VARNAME (the uri is shown by connection list and in logs)")
+    password = entry.get("password")
+    if password is not None and not isinstance(password, str):
+        raise ConfigError(f"{where}: password must be a string such as env:VARNAME")
+    options = entry.get("options") or {}
+    if not isinstance(options, dict) or not all(isinstance(v, (str, int, float, bool)) for v in options.values()):
+        raise ConfigError(f"{where}: options must map driver option names to single values")
+    return Warehouse(
+        name=name,
+        uri=uri,
+        password=resolve_env(password, "password", where) if password else None,
+        options=tuple((str(key), resolve_env(_option_text(value), f"options.{key}", where))
+                      for key, value in options.items()),
+    )
+
+
+def _option_text(value) -> str:
+    """ADBC options are strings: YAML's true is "true"."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _has_password(uri: str) -> bool:
+    """`scheme://user:password@host...`: a non-empty password before the host."""
+    authority = uri.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    credentials, at, _ = authority.rpartition("@")
+    return bool(at) and ":" in credentials and credentials.split(":", 1)[1] != ""
 
 
 def connection_names(home: Path | str | None = None) -> list[str]:

@@ -39,7 +39,8 @@ _KEY_OF_SETTING = {
     **{key: f"source.{key}" for key in _COLUMN_KEYS},
 }
 _TOP_KEYS = ("name", "timezone", "schedule", "delay", "source", "result_connection", "result_settings",
-             *_DESTINATION_KEYS, "output_root", "rejects", "beam_args", "cron_semantics", "notify", "query")
+             *_DESTINATION_KEYS, "output_root", "rejects", "beam_args", "cron_semantics", "notify", "query",
+             "warehouse")
 WORKFLOW_SUFFIX = ".dig"
 
 
@@ -153,6 +154,7 @@ def _job_from(document: "_JobFile", top: dict, *, query_context: QueryContext | 
         query_file=query_file,
         query_context=query_context,
         max_drop=max_drop,
+        warehouse=document.string(top, "warehouse"),
         **columns,
         **named,
         **destination,

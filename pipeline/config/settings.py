@@ -105,6 +105,7 @@ class RunSettings:
     query_file: str | None = None  # a file holding that SQL
     query_memory_limit: str | None = None  # DuckDB's memory limit, e.g. "4GB"
     query_context: QueryContext | None = None  # a workflow task's: its ${...} are substituted
+    warehouse: str | None = None  # a warehouse connection's name: the query runs there (SPEC §9)
 
     def __post_init__(self):
         _check(self)
@@ -150,6 +151,11 @@ def _check(settings: RunSettings) -> None:
                 raise SettingError(
                     setting, "does not apply to a query: its result's first two columns are user_id and td_segment"
                 )
+    if settings.warehouse is not None:
+        if settings.query is None and settings.query_file is None:
+            raise SettingError("warehouse", "runs a query: give a query or a query file too")
+        if settings.sources or settings.database:
+            raise SettingError("warehouse", "the query reads the warehouse's tables: give no source or database")
     if settings.query_memory_limit is not None and not MEMORY_SIZE_PATTERN.fullmatch(settings.query_memory_limit):
         raise SettingError(
             "query_memory_limit", f"must be a size such as 512MB or 4GB, got {settings.query_memory_limit!r}"

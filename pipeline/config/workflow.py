@@ -45,7 +45,7 @@ SESSION_VARIABLES = ("session_date", "session_date_compact", "session_time")
 _SCHEDULE_OPERATORS = ("cron>", "hourly>", "daily>", "weekly>", "monthly>")
 _TOP_KEYS = ("timezone", "schedule", "_export")
 _TASK_KEYS = ("td>", "result_connection", "result_settings")
-_TD_KEYS = ("database",)
+_TD_KEYS = ("database", "warehouse")
 _WEEKDAYS = {
     name: name[:3] for name in ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
 } | {name[:3]: name[:3] for name in ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")}
@@ -97,6 +97,9 @@ def read_workflow(path: str) -> Workflow:
             database, variables = _exports(reader, value)
             if database is not None:
                 shared["source"] = {"database": database}
+            warehouse = _td_warehouse(reader, value)
+            if warehouse is not None:
+                shared["warehouse"] = warehouse
             context = QueryContext(variables=variables)
         else:
             reader.fail(key_node, f"unknown key {key} (allowed: {', '.join(_TOP_KEYS)}, and +tasks)")
@@ -226,12 +229,22 @@ def _exports(reader: "_Reader", node) -> tuple[str | None, tuple[tuple[str, str]
             for name, (name_node, item) in reader.mapping(value, "_export.td").items():
                 if name not in _TD_KEYS:
                     reader.fail(name_node, f"unknown key _export.td.{name} (allowed: {', '.join(_TD_KEYS)})")
-                database = reader.scalar(item, "_export.td.database")
+                if name == "database":
+                    database = reader.scalar(item, "_export.td.database")
         elif isinstance(value, yaml.ScalarNode):
             variables.append((key, value.value))
         else:
             reader.fail(key_node, f"_export.{key} must be a single value, to be used as ${{{key}}} in queries")
     return database, tuple(variables)
+
+
+def _td_warehouse(reader: "_Reader", node) -> str | None:
+    """`_export.td.warehouse`: the warehouse connection the tasks' queries run in (SPEC §9)."""
+    td = reader.mapping(node, "_export").get("td")
+    if td is None:
+        return None
+    item = reader.mapping(td[1], "_export.td").get("warehouse")
+    return reader.scalar(item[1], "_export.td.warehouse") if item is not None else None
 
 
 def _stem(path: str) -> str:

@@ -23,11 +23,12 @@ class Summary:
     replaced: tuple[str, ...]  # URIs of the objects removed
     duration_s: float
     users_on_several_lines: int = 0  # ungrouped: users with more than one line; 0 when grouped
+    snapshots: dict[str, str] = dataclasses.field(default_factory=dict)  # lake table -> version read (§9)
     status = "succeeded"
     exit_code = 0
 
     def to_json(self) -> dict:
-        """SPEC §7's object, keys in its order; `users_on_several_lines` only when there are any."""
+        """SPEC §7's object, keys in its order; `snapshots` and `users_on_several_lines` only when there are any."""
         line = {
             "status": self.status,
             "run_id": self.run_id,
@@ -35,6 +36,7 @@ class Summary:
             "object_uri": self.object_uri,
             "bytes": self.bytes,
             "rows_read": {"total": sum(self.rows_read.values()), "tables": dict(self.rows_read)},
+            **({"snapshots": dict(self.snapshots)} if self.snapshots else {}),
             "lines_written": self.lines_written,
             "invalid": dict(sorted(self.invalid.items())),
             "replaced": list(self.replaced),

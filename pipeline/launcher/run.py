@@ -145,7 +145,13 @@ def _run_export(settings: RunSettings, now, date, run_id: str, tunables: Tunable
         replaced=tuple(spec.uri(key) for key in replaced),
         duration_s=round(time.monotonic() - started, 3),
         users_on_several_lines=report.users_on_several_lines,
+        snapshots=_snapshots(query.tables if query else table_list),
     ))
+
+
+def _snapshots(tables) -> dict[str, str]:
+    """The version each lake table was read at (SPEC §9), by table name."""
+    return {table.name: table.snapshot for table in tables if table.snapshot is not None}
 
 
 class _Published:

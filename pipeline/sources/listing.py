@@ -14,6 +14,7 @@ from pipeline.errors import StorageError, UsageError
 from pipeline.storage.s3 import parse_s3_uri
 
 CSV_SUFFIXES = (".csv.gz", ".csv")
+ICEBERG_SCHEME = "iceberg://"
 PARQUET_SUFFIX = ".parquet"
 
 
@@ -21,9 +22,10 @@ def find_tables(sources, database, table_prefix) -> list[tuple[str, str]]:
     """(table name, uri) for every `--source` match and every database entry with the prefix."""
     found = []
     for source in sources:
-        matches = expand_glob(source)
+        matches = _iceberg_source(source) if source.startswith(ICEBERG_SCHEME) else expand_glob(source)
         if not matches:
-            raise UsageError(f"source {source}: no such file or directory")
+            missing = "no such Iceberg table" if source.startswith(ICEBERG_SCHEME) else "no such file or directory"
+            raise UsageError(f"source {source}: {missing}")
         found.extend(matches)
     if database:
         found.extend(database_tables(database, table_prefix))
@@ -33,9 +35,15 @@ def find_tables(sources, database, table_prefix) -> list[tuple[str, str]]:
 
 
 def database_tables(database: str, table_prefix: str) -> list[str]:
-    """The table entries directly under a database folder whose names start with the prefix."""
-    entries = [uri for uri in list_dir(database) if base_name(uri).startswith(table_prefix)]
-    entries = [uri for uri in entries if _is_table_entry(uri)]
+    """The table entries directly under a database folder (or the tables of an Iceberg namespace)
+    whose names start with the prefix."""
+    if database.startswith(ICEBERG_SCHEME):
+        from pipeline.sources.iceberg import namespace_tables
+
+        entries = [uri for uri in namespace_tables(database) if table_name(uri).startswith(table_prefix)]
+    else:
+        entries = [uri for uri in list_dir(database) if base_name(uri).startswith(table_prefix)]
+        entries = [uri for uri in entries if _is_table_entry(uri)]
     if not entries:
         raise UsageError(f"database {database}: no table whose name starts with {table_prefix!r}")
     return entries
@@ -55,6 +63,8 @@ def unique_names(named_uris) -> list[tuple[str, str]]:
 
 
 def table_name(uri: str) -> str:
+    if uri.startswith(ICEBERG_SCHEME):  # iceberg://CATALOG/NAMESPACE.TABLE
+        return uri.rstrip("/").rsplit(".", 1)[-1]
     name = base_name(uri)
     for suffix in (*CSV_SUFFIXES, PARQUET_SUFFIX):
         if name.endswith(suffix):
@@ -83,6 +93,12 @@ def first_line(error: BaseException) -> str:
     """The first line of an error's text, or its class name when it has none."""
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+def _iceberg_source(uri: str) -> list[str]:
+    from pipeline.sources.iceberg import table_exists  # pyiceberg loads only for Iceberg tables
+
+    return [uri] if table_exists(uri) else []
 
 
 def expand_glob(pattern: str) -> list[str]:

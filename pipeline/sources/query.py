@@ -11,14 +11,13 @@ columns as strings, with the standard AWS credential chain.
 import contextlib
 import dataclasses
 import datetime
+import itertools
 import os
 import re
 import shutil
 import tempfile
 from collections.abc import Iterator
-from urllib.parse import urlparse
 
-import boto3
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -27,11 +26,15 @@ import pyarrow.fs as pafs
 from pipeline.config.workflow import read_query_file, render_query
 from pipeline.errors import ExportError, SchemaError, StorageError, UsageError
 from pipeline.krux.lines import LineRules
+from pipeline.sources import delta, iceberg
+from pipeline.sources.delta import DeltaSnapshot
 from pipeline.sources.files import csv_options
 from pipeline.sources.listing import find_tables, unique_names
-from pipeline.sources.schema import check_columns
-from pipeline.sources.tables import table_files
-from pipeline.storage.s3 import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, RETRY_ATTEMPTS, make_s3_client, parse_s3_uri
+from pipeline.sources.result import QUERY_TABLE, check_result_schema, query_rules
+from pipeline.sources.s3_access import resolve_s3_access
+from pipeline.sources.tables import lake_snapshot, snapshot_id, table_files
+from pipeline.sources.warehouse import WarehouseQuery, plan_warehouse_query
+from pipeline.storage.s3 import parse_s3_uri
 
 __all__ = [
     "QUERY_TABLE",
@@ -44,12 +47,6 @@ __all__ = [
     "result_batches",
 ]
 
-QUERY_TABLE = "query"
-"""The table name a query's rows are counted under (`rows_read`) and named by in messages."""
-
-USER_COLUMN, SEGMENT_COLUMN = "user_id", "td_segment"
-"""A result's first two columns, by name and place, as the seed's query requirements say."""
-
 MEMORY_FRACTION = 4
 """Without `--query-memory-limit`, DuckDB may use 1/4 of the machine's memory before it spills."""
 
@@ -58,13 +55,22 @@ _LINE = re.compile(r"\bLINE (\d+):")
 
 @dataclasses.dataclass(frozen=True)
 class QueryTable:
-    """A table a query can read: registered as `name`, and as `schema.name` for a database's."""
+    """A table a query can read: registered as `name`, and as `schema.name` for a database's.
+
+    A lake table is registered as exactly its current version's files (a Delta file's partition
+    values given to the dataset); where they cannot be read as they are (deletion vectors,
+    delete files, column mapping), as its library's scan of that version.
+    """
 
     name: str
     schema: str | None
-    format: str  # "parquet" | "csv"
+    format: str  # "parquet" | "csv" | "delta" | "iceberg" (the last two: the library's scan)
     files: tuple[str, ...]
     columns: tuple[str, ...] = ()  # CSV header: every column is read as a string
+    lake: str | None = None  # a lake table's URI
+    snapshot: str | None = None  # its version read
+    table_schema: pa.Schema | None = None  # a lake table's own (a Delta table's: partition columns included)
+    partitions: tuple[tuple[tuple[str, pa.Scalar], ...], ...] = ()  # per file: Delta partition values
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +84,9 @@ class Query:
     memory_limit: str | None = None  # DuckDB's size text, e.g. "4GB"
 
 
-def query_of(settings, date: datetime.date, moment: datetime.datetime) -> Query | None:
-    """The run's query, if it has one, checked: a workflow task's with its variables substituted.
+def query_of(settings, date: datetime.date, moment: datetime.datetime) -> Query | WarehouseQuery | None:
+    """The run's query, if it has one, checked: a workflow task's with its variables substituted;
+    in DuckDB over the run's tables, or in the `--warehouse` (SPEC §9).
 
     `date` is the export's day and `moment` the run's start (`${session_date}`, `${session_time}`).
     """
@@ -91,6 +98,8 @@ def query_of(settings, date: datetime.date, moment: datetime.datetime) -> Query 
         sql, origin = read_query_file(settings.query_file), settings.query_file
     if settings.query_context is not None:
         sql = render_query(sql, settings.query_context, date, moment, origin)
+    if settings.warehouse is not None:
+        return plan_warehouse_query(sql, origin, settings.warehouse, segment_attribute=settings.segment_attribute)
     return plan_query(
         sql,
         origin,
@@ -99,11 +108,6 @@ def query_of(settings, date: datetime.date, moment: datetime.datetime) -> Query 
         segment_attribute=settings.segment_attribute,
         memory_limit=settings.query_memory_limit,
     )
-
-
-def query_rules(segment_attribute: str) -> LineRules:
-    """A result's lines: user id and segments from its first two columns, by their fixed names."""
-    return LineRules(USER_COLUMN, SEGMENT_COLUMN, segment_attribute)
 
 
 def plan_query(
@@ -127,19 +131,6 @@ def plan_query(
         schema = _run(query, lambda: connection.sql(sql).limit(0).to_arrow_table().schema)
     check_result_schema(schema, query)
     return query
-
-
-def check_result_schema(schema: pa.Schema, query: Query) -> None:
-    """The seed's query requirements: `user_id` first, `td_segment` second, both strings;
-    every further column an attribute that a line can hold."""
-    names = schema.names
-    if names[:2] != [USER_COLUMN, SEGMENT_COLUMN]:
-        got = ", ".join(names[:2]) or "no columns"
-        raise SchemaError(
-            f"{query.origin}: the result's first two columns must be {USER_COLUMN} and {SEGMENT_COLUMN} "
-            f"(in that order), got {got}"
-        )
-    check_columns(QUERY_TABLE, schema, query.rules, where=f" ({query.origin})")
 
 
 @contextlib.contextmanager
@@ -252,9 +243,23 @@ def _query_tables(sources, database) -> tuple[QueryTable, ...]:
     schemas = {uri: schema for _, uri, schema in named}
     tables = []
     for name, uri in unique_names((name, uri) for name, uri, _ in named):
+        lake = lake_snapshot(name, uri)
+        if lake is not None:
+            tables.append(_lake_query_table(name, schemas[uri], uri, lake))
+            continue
         file_format, files, columns = table_files(name, uri)
         tables.append(QueryTable(name, schemas[uri], file_format, tuple(files), columns))
     return tuple(tables)
+
+
+def _lake_query_table(name: str, schema: str | None, uri: str, lake) -> QueryTable:
+    common = dict(lake=uri, snapshot=snapshot_id(lake), table_schema=lake.schema)
+    if isinstance(lake, DeltaSnapshot):
+        if not lake.direct or any(f.has_deletion_vector for f in lake.files):
+            return QueryTable(name, schema, "delta", (), **common)
+        files = tuple(f.uri for f in lake.files)
+        return QueryTable(name, schema, "parquet", files, partitions=tuple(f.partition for f in lake.files), **common)
+    return QueryTable(name, schema, "parquet" if lake.direct else "iceberg", lake.files, **common)
 
 
 def _register(connection, tables) -> None:
@@ -269,20 +274,59 @@ def _register(connection, tables) -> None:
             )
 
 
-def _dataset(table: QueryTable, filesystems: dict) -> ds.Dataset:
-    """All of a table's files as one dataset whose schema is the union of theirs, by name."""
+def _dataset(table: QueryTable, filesystems: dict) -> ds.Dataset | pa.RecordBatchReader:
+    """All of a table's files as one dataset whose schema is the union of theirs, by name (a lake
+    table's: its own schema); or a lake table's scan by its library, as a stream."""
+    if table.format in ("delta", "iceberg"):
+        return _lake_reader(table)
+    if not table.files:  # a lake table with no data files yet
+        return table.table_schema.empty_table()
     is_s3 = table.files[0].startswith("s3://")
     if is_s3 and "s3" not in filesystems:
-        filesystems["s3"] = _s3_filesystem()
+        filesystems["s3"] = resolve_s3_access().pyarrow_filesystem()
     filesystem = filesystems["s3"] if is_s3 else pafs.LocalFileSystem()
     paths = [_path(uri) for uri in table.files]
     try:
+        if table.lake is not None:
+            return _lake_dataset(table, filesystem, paths)
         factory = ds.FileSystemDatasetFactory(filesystem, paths, _file_format(table), ds.FileSystemFactoryOptions())
         return factory.finish(factory.inspect(fragments=None))
     except (pa.ArrowException, OSError) as error:
         message = (str(error).strip().splitlines() or [type(error).__name__])[0]
         kind = StorageError if isinstance(error, OSError) and not isinstance(error, pa.ArrowInvalid) else SchemaError
         raise kind(f"table {table.name}: {message}") from error
+
+
+def _lake_dataset(table: QueryTable, filesystem, paths: list[str]) -> ds.Dataset:
+    """Exactly the version's files, under the table's schema; a Delta file's partition values
+    (not in the file) given as its fragment's partition expression, which fills those columns."""
+    parquet = ds.ParquetFileFormat()
+    partitions = table.partitions or [()] * len(paths)
+    fragments = [
+        parquet.make_fragment(path, filesystem, partition_expression=_partition_expression(values))
+        for path, values in zip(paths, partitions)
+    ]
+    return ds.FileSystemDataset(fragments, schema=table.table_schema, format=parquet, filesystem=filesystem)
+
+
+def _partition_expression(values) -> ds.Expression:
+    expression = ds.scalar(True)
+    for name, value in values:
+        expression &= ds.field(name).is_null() if not value.is_valid else ds.field(name) == value
+    return expression
+
+
+def _lake_reader(table: QueryTable) -> pa.RecordBatchReader:
+    """A Delta or Iceberg table's version read by its own library, which applies its deletes."""
+    if table.format == "delta":
+        batches = delta.scan_batches(table.lake, int(table.snapshot), 64 * 1024)
+    else:
+        batches = (batch for path in table.files for batch in iceberg.scan_file(table.lake, table.snapshot, path, 64 * 1024))
+    batches = iter(batches)
+    first = next(batches, None)  # the library's own schema: the scan may type a column its way
+    if first is None:
+        return table.table_schema.empty_table()
+    return pa.RecordBatchReader.from_batches(first.schema, itertools.chain([first], batches))
 
 
 def _file_format(table: QueryTable):
@@ -297,30 +341,6 @@ def _path(uri: str) -> str:
         bucket, key = parse_s3_uri(uri)
         return f"{bucket}/{key}"
     return os.path.abspath(uri)
-
-
-def _s3_filesystem() -> pafs.S3FileSystem:
-    """pyarrow's S3 with what boto3's standard chain resolves: credentials, region, endpoint.
-
-    Built where the tables are read (launcher or worker), never shipped: it holds the keys.
-    """
-    client = make_s3_client()
-    credentials = boto3.session.Session().get_credentials()
-    frozen = credentials.get_frozen_credentials() if credentials else None
-    endpoint = urlparse(client.meta.endpoint_url)
-    custom = not (endpoint.hostname or "").endswith("amazonaws.com")
-    return pafs.S3FileSystem(
-        access_key=frozen.access_key if frozen else None,
-        secret_key=frozen.secret_key if frozen else None,
-        session_token=frozen.token if frozen else None,
-        anonymous=frozen is None,
-        region=client.meta.region_name,
-        endpoint_override=endpoint.netloc if custom else None,
-        scheme=endpoint.scheme or "https",
-        connect_timeout=CONNECT_TIMEOUT_S,
-        request_timeout=READ_TIMEOUT_S,
-        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=RETRY_ATTEMPTS),
-    )
 
 
 def _quoted(identifier: str) -> str:

@@ -1,7 +1,9 @@
 """Input tables: every schema checked and every read task planned before any data is read.
 
-A table is a Parquet file, a directory of Parquet files, or a CSV file (`.csv`, `.csv.gz`),
-local or on `s3://`. Planning reads each Parquet footer (and CSV header) by threads; the
+A table is a Parquet file, a directory of Parquet files, a CSV file (`.csv`, `.csv.gz`), or a
+lake table (a Delta folder, an `iceberg://` table), local or on `s3://`. A lake table's data
+files are its current version's, from its log or catalog (sources/delta.py, sources/iceberg.py).
+Planning reads each Parquet footer (and CSV header) by threads; the
 result is a list of `Table`s and the `ReadTask`s that the pipeline reads in parallel, one per
 Parquet row-group range or CSV file.
 """
@@ -20,7 +22,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.errors import SchemaError, StorageError
 from pipeline.krux.lines import LineRules
+from pipeline.sources.delta import DeltaSnapshot, is_delta_table, open_delta
 from pipeline.sources.files import ReadTask, TableBatch, is_storage_failure, open_csv_stream
+from pipeline.sources.iceberg import IcebergSnapshot, is_iceberg, open_iceberg
 from pipeline.sources.listing import find_tables, first_line, is_csv, is_data_file, is_dir, list_dir
 from pipeline.sources.schema import check_columns
 
@@ -45,6 +49,7 @@ class Table:
     tasks: tuple[ReadTask, ...]
     columns: tuple[str, ...]
     rows: int = 0  # counted by the Parquet footers; estimated from the file size for CSV
+    snapshot: str | None = None  # a lake table's version read (Delta version, Iceberg snapshot id)
 
 
 def tables_of(settings) -> list[Table]:
@@ -62,16 +67,52 @@ def load_tables(named_uris, rules: LineRules, *, threads: int = FOOTER_THREADS) 
     """
     named_uris = list(named_uris)
     with ThreadPoolExecutor(threads) as pool:
-        files = _in_order(pool, lambda named: _table_files(*named), named_uris)
-        jobs = [(name, path) for (name, _), paths in zip(named_uris, files) if not isinstance(paths, Exception)
-                for path in paths]
+        listings = _in_order(pool, lambda named: _list_table(*named), named_uris)
+        jobs = [(name, path) for (name, _), listing in zip(named_uris, listings)
+                if not isinstance(listing, Exception) for path in listing.footers]
         heads = dict(zip(jobs, _in_order(pool, lambda job: _read_head(*job), jobs)))
     tables = []
-    for (name, uri), paths in zip(named_uris, files):
-        if isinstance(paths, Exception):
-            raise paths
-        tables.append(_load_table(name, uri, paths, [heads[(name, path)] for path in paths], rules))
+    for (name, uri), listing in zip(named_uris, listings):
+        if isinstance(listing, Exception):
+            raise listing
+        file_heads = [heads[(name, path)] for path in listing.footers]
+        if listing.lake is None:
+            tables.append(_load_table(name, uri, listing.footers, file_heads, rules))
+        else:
+            tables.append(_load_lake_table(name, uri, listing.lake, file_heads, rules))
     return tables
+
+
+@dataclasses.dataclass(frozen=True)
+class _Listing:
+    """A table's files whose footers (or CSV header) planning reads, and a lake table's snapshot."""
+
+    footers: list[str]
+    lake: DeltaSnapshot | IcebergSnapshot | None = None
+
+
+def _list_table(name: str, uri: str) -> _Listing:
+    lake = lake_snapshot(name, uri)
+    if lake is None:
+        return _Listing(_table_files(name, uri))
+    return _Listing(list(_direct_files(lake)) if lake.direct else [], lake)
+
+
+def lake_snapshot(name: str, uri: str) -> DeltaSnapshot | IcebergSnapshot | None:
+    """The current snapshot of a lake table (an `iceberg://` table, a Delta folder); None for files."""
+    if is_iceberg(uri):
+        return open_iceberg(name, uri)
+    if is_dir(uri) and is_delta_table(uri):
+        return open_delta(name, uri)
+    return None
+
+
+def _direct_files(lake) -> tuple[str, ...]:
+    return tuple(f.uri for f in lake.files) if isinstance(lake, DeltaSnapshot) else lake.files
+
+
+def snapshot_id(lake) -> str:
+    return str(lake.version) if isinstance(lake, DeltaSnapshot) else lake.snapshot
 
 
 def _in_order(pool: ThreadPoolExecutor, fn, items) -> list:
@@ -130,6 +171,34 @@ def _load_table(name: str, uri: str, paths: list[str], heads: list, rules: LineR
             tasks.append(ReadTask(name, path, "parquet", group, first_row, rows=rows))
             first_row += rows
     return Table(name, uri, tuple(tasks), columns, first_row - 1)
+
+
+def _load_lake_table(name: str, uri: str, lake, heads: list, rules: LineRules) -> Table:
+    """Checks the table's own schema, and plans its data files' read tasks: Parquet row groups
+    where the files read as they are, else the tasks its library reads."""
+    for head in heads:
+        if isinstance(head, Exception):
+            raise head
+    check_columns(name, lake.schema, rules)
+    columns, snapshot = tuple(lake.schema.names), snapshot_id(lake)
+    if not lake.direct:  # rows: as the log or manifests count them, before deletes
+        if isinstance(lake, DeltaSnapshot):
+            tasks = (ReadTask(name, uri, "delta", lake=uri, snapshot=snapshot),)
+        else:
+            tasks = tuple(ReadTask(name, path, "iceberg", lake=uri, snapshot=snapshot) for path in lake.files)
+        return Table(name, uri, tasks, columns, lake.rows, snapshot)
+    if isinstance(lake, DeltaSnapshot):
+        extras = [dict(partition=f.partition, lake=uri, snapshot=snapshot, deletes=f.has_deletion_vector,
+                       columns=columns if f.partition else ()) for f in lake.files]
+    else:
+        extras = [{} for _ in lake.files]
+    tasks, first_row = [], 1
+    for path, metadata, extra in zip(_direct_files(lake), heads, extras):
+        for group in _row_group_ranges(metadata):
+            rows = sum(metadata.row_group(i).num_rows for i in group)
+            tasks.append(ReadTask(name, path, "parquet", group, first_row, rows=rows, **extra))
+            first_row += rows
+    return Table(name, uri, tuple(tasks), columns, first_row - 1, snapshot)
 
 
 def _row_group_ranges(metadata) -> list[tuple[int, ...]]:

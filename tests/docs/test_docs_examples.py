@@ -16,14 +16,15 @@ import pyarrow.compute as pc
 import pytest
 from doc_examples import all_blocks, file_blocks, record_batch, row_examples
 
-from pipeline.config.connections import load_connection
+from pipeline.config.connections import is_warehouse, load_connection, load_warehouse
 from pipeline.config.jobs import load_job
 from pipeline.config.settings import RunSettings
 from pipeline.krux.grouping import group_lines, to_triples
 from pipeline.krux.lines import LineRules, build_lines, normalize
 
 FILES = file_blocks()
-JOB_FILES = [b for b in FILES if b.title.endswith((".yml", ".yaml", ".dig")) and b.title != "connections.yml"]
+JOB_FILES = [b for b in FILES if b.title.endswith((".yml", ".yaml", ".dig"))
+             and b.title not in ("connections.yml", ".pyiceberg.yaml")]
 CONNECTION_FILES = [b for b in FILES if b.title == "connections.yml"]
 ROW_EXAMPLES = row_examples()
 _DEFAULT_RULES = {name: getattr(RunSettings, name) for name in ("user_column", "segment_column", "segment_attribute")}
@@ -73,7 +74,17 @@ def test_connections_files_in_the_docs_load(block, tmp_path, monkeypatch):
     names = re.findall(r"^([A-Za-z0-9_.-]+):\s*$", block.text, re.MULTILINE)
     assert names
     for name in names:
-        assert load_connection(name, home=tmp_path).name == name
+        load = load_warehouse if is_warehouse(name, home=tmp_path) else load_connection
+        assert load(name, home=tmp_path).name == name
+
+
+@pytest.mark.parametrize("block", [b for b in FILES if b.title == ".pyiceberg.yaml"], ids=str)
+def test_pyiceberg_files_in_the_docs_configure_their_catalogs(block, tmp_path, monkeypatch):
+    from pyiceberg.utils.config import Config
+
+    monkeypatch.setenv("PYICEBERG_HOME", str(_write_page_files(block, tmp_path).parent))
+    for name in re.findall(r"^  ([A-Za-z0-9_]+):\s*$", block.text, re.MULTILINE):
+        assert Config().get_catalog_config(name)["uri"]
 
 
 def test_the_reference_example_is_in_the_docs():
