@@ -274,6 +274,11 @@ class _JobFile:
         value = mapping.get(key)
         if value is None:
             return None
+        if isinstance(value, str):  # a .dig file's values are text (its YAML subset)
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(f"{prefix}{key} must be a number, got {_shown(value)}")
         return float(value)
