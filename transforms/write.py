@@ -330,7 +330,7 @@ class _PublishFn(beam.DoFn):
 
 
 class _BatchRowsFn(beam.DoFn):
-    """Dicts into `TableBatch`es of up to `batch_rows` rows; RecordBatches pass as they are.
+    """Dicts into `TableBatch`es of up to `batch_rows` rows; RecordBatches (and Tables) as they are.
 
     A batch's columns are the union of its dicts' keys, in the order they first appear.
     Every batch's columns are checked as a table's are (SPEC §2).
@@ -345,9 +345,10 @@ class _BatchRowsFn(beam.DoFn):
         self._rows = []
 
     def process(self, element):
-        if isinstance(element, pa.RecordBatch):
-            if element.num_rows:
-                yield self._checked(element)
+        if isinstance(element, (pa.RecordBatch, pa.Table)):  # a Table: as `ReadFromParquetBatched` gives
+            for batch in [element] if isinstance(element, pa.RecordBatch) else element.to_batches():
+                if batch.num_rows:
+                    yield self._checked(batch)
             return
         if not isinstance(element, Mapping):
             raise SchemaError(
