@@ -26,7 +26,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from pipeline.config.connections import load_connection
 from pipeline.config.settings import DEFAULT_BUCKET, DEFAULT_EXPORT_NAME, RunSettings, check_client_name, parse_date
-from pipeline.errors import ConfigError, EmptyResultError, SchemaError, StorageError
+from pipeline.errors import ConfigError, EmptyResultError, SchemaError, StorageError, UsageError
 from pipeline.krux import layout
 from pipeline.krux.grouping import plan_partitions
 from pipeline.krux.lines import LineRules
@@ -179,7 +179,10 @@ def export_root(connection: str | Mapping | None, output_root: str | None) -> tu
         return StoreSpec.from_uri(output_root, **common), ""
     if not client_name:
         raise ConfigError("connection: no client_name (or give output_root)")
-    check_client_name(client_name)
+    try:
+        check_client_name(client_name)
+    except UsageError as error:
+        raise ConfigError(f"connection: {error}") from None
     return StoreSpec(kind="s3", bucket=bucket or DEFAULT_BUCKET, base=f"{client_name}/", **common), "uploads/"
 
 
