@@ -37,5 +37,5 @@ def test_a_connection_mapping_keeps_only_references_to_its_keys():
     assert spec.key_refs == ("env:K", "env:S")
     with pytest.raises(ConfigError, match="give both access_key_id and secret_access_key, or neither"):
         export_root({"client_name": "c", "access_key_id": "env:K"}, None)
-    with pytest.raises(ConfigError, match="connection: client name .\.\./x. must match"):
+    with pytest.raises(ConfigError, match=r"connection: client name .\.\./x. must match"):
         export_root({"client_name": "../x"}, None)
