@@ -18,6 +18,7 @@ import sys
 import threading
 
 NOISE = re.compile(
+    rb"^(DEBUG|INFO):(transforms|pipeline)[.:]|"  # the workers' own notes; the launcher says what counts
     rb"^(DEBUG|INFO|WARNING):(apache_beam|root|__main__|botocore)[.:]|Worker: severity: (INFO|WARN|DEBUG)"
 )
 WORKER_ERROR = re.compile(rb"^ERROR:apache_beam[.:]")

@@ -120,6 +120,7 @@ def run_export(
     _remove_staging_best_effort(store, staging)
     if rejects:
         _remove_rejects_best_effort(rejects, tunables, file=False)
+        log.info("%d invalid rows written to %s", sum(summary.invalid.values()), rejects.uri)
     return RunResult(dataclasses.replace(summary, duration_s=round(time.monotonic() - started, 3)))
 
 
