@@ -114,6 +114,8 @@ class WriteToKrux(beam.PTransform):
         batch_rows: int = BATCH_ROWS,
     ):
         super().__init__()
+        if isinstance(date, datetime.datetime):
+            date = date.astimezone(datetime.timezone.utc).date()  # the UTC day, as `run` takes it
         day = date if isinstance(date, datetime.date) else parse_date(str(date))
         settings = RunSettings(  # the CLI's own checks of each setting
             date=day, export_name=export_name, group_by_user=group_by_user,
