@@ -47,8 +47,8 @@ PHASES = (  # first match wins, on the whole stack
     ("build lines (krux/lines.build_lines)", ("build_lines (pipeline/krux/lines.py",)),
     ("group by user (transforms/group.py, krux/grouping.py)", ("(transforms/group", "(pipeline/krux/grouping")),
     ("write shards: gzip + put (transforms/shards.py)", ("(transforms/shards.py",)),
-    ("publish: merge shards, replace (launcher/publish.py, storage/multipart.py)",
-     ("(pipeline/launcher/publish.py", "(pipeline/storage/multipart.py")),
+    ("publish: merge shards, replace (storage/publish.py, storage/multipart.py)",
+     ("(pipeline/storage/publish.py", "(pipeline/storage/multipart.py")),
     ("build and translate the pipeline", ("build_pipeline (", "to_runner_api", "create_stages", "fn_api_runner/translations")),
     ("Beam runner, data plane, coders (the rest of apache_beam)", ("apache_beam",)),
 )

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.config.settings import RunSettings
-from pipeline.launcher import publish
+from pipeline.storage import publish
 from pipeline.launcher.run import run_export
 from pipeline.storage.multipart import MIN_PART_BYTES
 

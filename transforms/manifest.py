@@ -1,14 +1,15 @@
-"""`CombineReports` and `WriteManifest`: every step's `RunReport` into one manifest in staging.
+"""`CombineReports`: every step's `RunReport` into the run's one report, on one worker.
 
 Counts travel as data, not runner metrics, so every runner (and every retry) reports exactly
-what the published shards hold: only the shards named in the manifest are merged.
+what the published shards hold: only the shards named in the report are merged
+(`transforms.write`'s publishing step reads it once every shard is written).
 """
 
 import apache_beam as beam
 
 from pipeline.krux.report import RunReport
 
-__all__ = ["CombineReports", "WriteManifest"]
+__all__ = ["CombineReports"]
 
 
 class _MergeReportsFn(beam.CombineFn):
@@ -37,25 +38,3 @@ class CombineReports(beam.PTransform):
             | "FlattenReports" >> beam.Flatten()
             | "MergeReports" >> beam.CombineGlobally(_MergeReportsFn())
         )
-
-
-class WriteManifest(beam.PTransform):
-    """Writes the run's one `RunReport` as JSON to `key` in the export's store."""
-
-    def __init__(self, store_spec, key: str):
-        super().__init__()
-        self._store_spec = store_spec
-        self._key = key
-
-    def expand(self, report):
-        return report | "PutManifest" >> beam.ParDo(_PutManifestFn(self._store_spec, self._key))
-
-
-class _PutManifestFn(beam.DoFn):
-    def __init__(self, store_spec, key):
-        self._store_spec = store_spec
-        self._key = key
-
-    def process(self, report):
-        self._store_spec.open().put(self._key, report.to_json())
-        yield self._key

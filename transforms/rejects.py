@@ -3,14 +3,18 @@
 Rejects hold personal data, so they go where `--rejects` says (the user's own storage, with
 the standard credential chain) and never to the partner's bucket. Each bundle writes parts of
 about `PART_TARGET_BYTES` under `{file}.parts/{run_id}/` beside the file the user named; the
-launcher assembles the parts named in the manifest into that one file (server-side on S3).
+publishing step (`transforms.write`) assembles the parts named in the run's report into that one
+file (server-side on S3) with `assemble_rejects`, before the day's object is published.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
+import shutil
 import uuid
+from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
@@ -19,16 +23,20 @@ from apache_beam.utils.windowed_value import WindowedValue
 from pipeline.errors import UsageError
 from pipeline.krux.rejects import reject_lines
 from pipeline.krux.report import RunReport
-from pipeline.storage.stores import StoreSpec
+from pipeline.storage.s3 import storage_error
+from pipeline.storage.stores import ObjectInfo, ObjectStore, StoreSpec
 from transforms.shards import lines_buffer
 
-__all__ = ["PART_TARGET_BYTES", "RejectsTarget", "WriteRejects"]
+__all__ = ["PART_TARGET_BYTES", "RejectsTarget", "WriteRejects", "assemble_rejects"]
 
 PART_TARGET_BYTES = 32 * 1024 * 1024
 """A part rolls over past this size: above S3's 5 MiB part minimum, so that full parts are
 copied server-side when the file is assembled; memory per worker is about this much."""
 
 PARTS_SUFFIX = ".parts/"
+PARTIAL_SUFFIX = ".partial"
+"""Ends the name of a local rejects file being assembled; the next run removes leftovers."""
+_COPY_CHUNK_BYTES = 8 * 1024**2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,3 +119,39 @@ class _WriteRejectsFn(beam.DoFn):
         self._store.put(key, data)
         self._blocks, self._size = [], 0
         return RunReport(rejects_parts=[[key, len(data)]])
+
+
+def assemble_rejects(target: RejectsTarget, store: ObjectStore, parts: list[ObjectInfo]) -> int:
+    """Writes the rejects file from the run's parts, in any order; returns its size.
+
+    On S3 the parts become the file by a multipart upload of server-side copies (parts under
+    S3's 5 MiB minimum pass through here, as for the day's object). A local file is created
+    readable by its owner only (mode 0600). No parts: an empty file, so that the file never
+    shows an earlier run's rows.
+    """
+    if target.store_spec.kind == "local":
+        return _write_private(Path(store.uri(target.name)), [Path(store.uri(p.key)) for p in parts])
+    if not sum(p.size for p in parts):
+        store.put(target.name, b"")
+        return 0
+    return store.compose(target.name, parts)
+
+
+def _write_private(path: Path, sources: list[Path]) -> int:
+    """Concatenates `sources` into `path` with mode 0600, replacing it atomically."""
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}{PARTIAL_SUFFIX}")
+    try:
+        with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
+            for source in sources:
+                with open(source, "rb") as part:
+                    shutil.copyfileobj(part, file, _COPY_CHUNK_BYTES)
+            size = file.tell()
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException as error:
+        temp.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise storage_error("writing", str(path), error) from error
+        raise
+    return size

@@ -46,6 +46,23 @@ class Summary:
             line["users_on_several_lines"] = self.users_on_several_lines
         return line
 
+    @classmethod
+    def from_json(cls, line: dict) -> "Summary":
+        """The summary `to_json` wrote (the publishing step's, read back by the launcher)."""
+        return cls(
+            run_id=line["run_id"],
+            date=line["date"],
+            object_uri=line["object_uri"],
+            bytes=line["bytes"],
+            rows_read=dict(line["rows_read"]["tables"]),
+            lines_written=line["lines_written"],
+            invalid=dict(line["invalid"]),
+            replaced=tuple(line["replaced"]),
+            duration_s=line["duration_s"],
+            users_on_several_lines=line.get("users_on_several_lines", 0),
+            snapshots=dict(line.get("snapshots", {})),
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class FailedSummary:

@@ -1,14 +1,18 @@
-"""One export end to end: check, build, run, read the report, publish, summarize.
+"""One export end to end: check, plan, run the pipeline (which publishes), summarize.
 
-Nothing is published until the pipeline has finished and its report says the lines are good;
-staging is removed whatever happens: after publishing, or on any failure, SIGTERM or Ctrl-C.
-The rejects file (`--rejects`) is written just before the day's object is published and
-removed if the run fails after all, so the exit code tells the truth about both.
+The pipeline is `WriteToKrux`'s (`transforms.write.ExportBatches` after the launcher's
+readers): once every shard is written, one worker checks the run's report, writes the rejects
+file (`--rejects`), merges the day's object and removes what it replaces. The launcher keeps
+what only it can do: plan reads from the footers, sweep what killed runs left, show progress,
+and on any failure, SIGTERM or Ctrl-C stop the workers, abort the merge's open upload, remove
+staging and a rejects file written by a run that then failed, so the exit code tells the
+truth about both.
 """
 
 import contextlib
 import dataclasses
 import datetime
+import json
 import logging
 import tempfile
 import time
@@ -18,33 +22,31 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 from pipeline.config.connections import load_connection
 from pipeline.config.settings import DEFAULT_BUCKET, RunSettings
 from pipeline.errors import (
-    EmptyResultError,
+    UNEXPECTED,
     ExportError,
     Interrupted,
     InvalidRecordsError,
     StorageError,
     Terminated,
-    UNEXPECTED,
     UnexpectedError,
     UsageError,
     error_from_worker,
     in_run,
 )
 from pipeline.krux import layout
-from pipeline.krux.repeats import several_lines_warning
-from pipeline.krux.report import RunReport
 from pipeline.krux.summary import Summary
-from pipeline.launcher import publish
 from pipeline.launcher import rejects as rejects_file
 from pipeline.launcher.beam_options import beam_options, configure_filesystems, is_local_runner
-from pipeline.launcher.graph import INVALID_ROW_NAME, MANIFEST_NAME, ExportPlan, build_pipeline
+from pipeline.launcher.graph import ExportPlan, build_pipeline
 from pipeline.launcher.local_workers import filtered_stderr, stop_children
 from pipeline.launcher.progress import RunProgress
 from pipeline.launcher.tunables import Tunables
-from pipeline.sources.query import QUERY_TABLE, query_of
+from pipeline.sources.query import query_of
 from pipeline.sources.tables import tables_of
-from pipeline.storage.stores import ObjectInfo, StoreSpec
+from pipeline.storage import publish
+from pipeline.storage.stores import StoreSpec
 from transforms.rejects import RejectsTarget
+from transforms.write import INVALID_ROW_NAME, PUBLISHED, REJECTS_WRITTEN, SUMMARY, ExportTarget
 
 __all__ = ["RunResult", "other_run_staged", "resolve_target", "run_export"]
 
@@ -94,30 +96,31 @@ def _run_export(settings: RunSettings, now, date, run_id: str, tunables: Tunable
         log.info("query (%s) checked; tables it can read: %d", query.origin, len(query.tables))
     else:
         log.info("%d tables checked: %s", len(table_list), ", ".join(t.name for t in table_list))
-    table_names = [QUERY_TABLE] if query else [t.name for t in table_list]
 
-    staging = layout.staging_dir(settings.export_name, run_id)
-    day_dir = layout.day_dir(uploads_dir, date)
-    final_key = day_dir + layout.final_name(
-        settings.export_name, settings.compression, (settings.append_key or run_id) if settings.append else None
+    target = ExportTarget(
+        spec, uploads_dir, settings.export_name, date.isoformat(), run_id, settings.compression, settings.append,
+        append_key=settings.append_key,
     )
+    staging = target.staging
     rejects = _prepare_rejects(settings, run_id, tunables)
     store = spec.open(min_part_bytes=tunables.min_part_bytes)
     swept = publish.sweep_leftovers(
-        store, export_name=settings.export_name, day_dir=day_dir, current_staging=staging
+        store, export_name=settings.export_name, day_dir=target.day_dir, current_staging=staging
     )
     if swept:
         log.info("removed %d leftovers of earlier runs of %s", len(swept), settings.export_name)
-    published = _Published()
     try:
-        plan = ExportPlan(table_list, spec, staging, run_id, tunables, query=query, rejects=rejects)
-        size, replaced, report = _export_and_publish(
-            settings, plan, options, store, final_key, day_dir, published, show_progress
-        )
+        plan = ExportPlan(table_list, target, tunables, query=query, rejects=rejects)
+        summary = _run_pipeline(plan, settings, options, show_progress)
     except BaseException as error:
         other_run = other_run_staged(store, settings.export_name, run_id) if isinstance(error, StorageError) else None
+        stopped = not isinstance(error, Exception)
         # After a signal only seconds are left: a new client whose calls cannot hang.
-        _remove_staging_best_effort(store if isinstance(error, Exception) else spec.open(prompt=True), staging)
+        cleanup_store = spec.open(prompt=True) if stopped else store
+        if stopped:  # a worker stopped mid-merge leaves its upload open
+            _abort_merge_best_effort(cleanup_store, target.final_key)
+        published = _Published.read(cleanup_store, target)
+        _remove_staging_best_effort(cleanup_store, staging)
         if rejects:
             _remove_rejects_best_effort(rejects, tunables, file=published.rejects and not published.uri)
         if other_run:
@@ -132,19 +135,10 @@ def _run_export(settings: RunSettings, now, date, run_id: str, tunables: Tunable
     _remove_staging_best_effort(store, staging)
     if rejects:
         _remove_rejects_best_effort(rejects, tunables, file=False)
-    if report.users_on_several_lines:
-        log.warning(several_lines_warning(report.users_on_several_lines, report.users_on_several_lines_estimated))
-    return RunResult(Summary(
-        run_id=run_id,
-        date=date.isoformat(),
-        object_uri=spec.uri(final_key),
-        bytes=size,
-        rows_read={name: report.rows.get(name, 0) for name in table_names},
-        lines_written=report.lines,
-        invalid=dict(report.invalid),
-        replaced=tuple(spec.uri(key) for key in replaced),
+        log.info("%d invalid rows written to %s", sum(summary.invalid.values()), rejects.uri)
+    return RunResult(dataclasses.replace(
+        summary,
         duration_s=round(time.monotonic() - started, 3),
-        users_on_several_lines=report.users_on_several_lines,
         snapshots=_snapshots(query.tables if query else table_list),
     ))
 
@@ -154,39 +148,23 @@ def _snapshots(tables) -> dict[str, str]:
     return {table.name: table.snapshot for table in tables if table.snapshot is not None}
 
 
+@dataclasses.dataclass(frozen=True)
 class _Published:
-    """The day's new object, once it is complete: what an interrupted run must still report."""
+    """What the publishing step had done when the run failed: what an interrupted run must still report."""
 
-    uri: str | None = None
+    uri: str | None = None  # the day's new object, once it is complete
     rejects: bool = False  # the rejects file is written (a failure from then on removes it)
 
-
-def _export_and_publish(settings, plan, options, store, final_key, day_dir, published: _Published, show_progress):
-    report = _run_pipeline(plan, settings, options, show_progress)
-    _check_report(settings, report)
-    if plan.rejects:  # before the object: a failure here must leave nothing published
-        rejects_store = plan.rejects.store_spec.open(min_part_bytes=plan.tunables.min_part_bytes)
-        rejects_file.publish(plan.rejects, rejects_store, [ObjectInfo(key, size) for key, size in report.rejects_parts])
-        published.rejects = True
-        log.info("%d invalid rows written to %s", sum(report.invalid.values()), plan.rejects.uri)
-    log.info("publishing %d lines from %d shards to %s", report.lines, len(report.shards), store.uri(final_key))
-    publish_args = dict(
-        day_dir=day_dir, export_name=settings.export_name, append=settings.append, max_drop=settings.max_drop
-    )
-
-    def on_complete():
-        published.uri = store.uri(final_key)
-
-    if report.lines:
-        shards = [ObjectInfo(key, size) for key, size in report.shards]
-        size, replaced = publish.publish(
-            store, shards=shards, final_key=final_key, lines=report.lines, on_complete=on_complete, **publish_args
-        )
-    else:
-        size, replaced = publish.publish_empty(
-            store, final_key=final_key, compression=settings.compression, on_complete=on_complete, **publish_args
-        )
-    return size, replaced, report
+    @classmethod
+    def read(cls, store, target: ExportTarget) -> "_Published":
+        """From the milestones the publishing step left in staging (none if they cannot be read)."""
+        try:
+            left = {o.key[len(target.launcher_dir) :] for o in store.list(target.launcher_dir)}
+        except StorageError as error:
+            log.warning("cannot tell what this run published: %s", error)
+            return cls()
+        return cls(uri=target.store_spec.uri(target.final_key) if PUBLISHED in left else None,
+                   rejects=REJECTS_WRITTEN in left)
 
 
 def _prepare_rejects(settings: RunSettings, run_id: str, tunables: Tunables) -> RejectsTarget | None:
@@ -233,6 +211,14 @@ def other_run_staged(store, export_name: str, run_id: str) -> str | None:
     return f"run {', '.join(others)}" if others else None
 
 
+def _abort_merge_best_effort(store, final_key: str) -> None:
+    """Aborts the day's object's open upload, which a stopped worker cannot abort itself."""
+    try:
+        store.abort_uploads(final_key, only=lambda key: key == final_key)
+    except StorageError as error:
+        log.warning("the next run aborts the open upload of %s: %s", store.uri(final_key), error)
+
+
 def _remove_staging_best_effort(store, staging: str) -> None:
     """The run's own outcome is what the user must see; a failed cleanup is left to the sweep."""
     try:
@@ -260,7 +246,7 @@ def resolve_target(settings: RunSettings) -> tuple[StoreSpec, str]:
     return StoreSpec(kind="s3", bucket=bucket, base=f"{client_name}/", **common), "uploads/"
 
 
-def _run_pipeline(plan: ExportPlan, settings: RunSettings, options: PipelineOptions, show_progress: bool) -> RunReport:
+def _run_pipeline(plan: ExportPlan, settings: RunSettings, options: PipelineOptions, show_progress: bool) -> Summary:
     with _spill_dir(settings, options) as spill_dir:
         return _run_graph(dataclasses.replace(plan, spill_dir=spill_dir), settings, options, show_progress)
 
@@ -275,13 +261,13 @@ def _spill_dir(settings: RunSettings, options: PipelineOptions):
         yield path
 
 
-def _run_graph(plan: ExportPlan, settings: RunSettings, options: PipelineOptions, show_progress: bool) -> RunReport:
+def _run_graph(plan: ExportPlan, settings: RunSettings, options: PipelineOptions, show_progress: bool) -> Summary:
     local_workers = options.view_as(DirectOptions).direct_running_mode == "multi_processing"
     result = None
     tasks = [task for table in plan.tables for task in table.tasks]
     with RunProgress(tasks, options, enabled=show_progress) as progress:
         pipeline = build_pipeline(settings, dataclasses.replace(plan, progress=progress.channel), options)
-        log.info("running the pipeline (run %s)", plan.run_id)
+        log.info("running the pipeline (run %s)", plan.target.run_id)
         with filtered_stderr(keep_all=log.isEnabledFor(logging.DEBUG)) if local_workers else contextlib.nullcontext():
             try:
                 progress.start()
@@ -301,17 +287,17 @@ def _run_graph(plan: ExportPlan, settings: RunSettings, options: PipelineOptions
                 if result is not None:
                     _cancel(result)
                 raise
-    store = plan.store_spec.open()
-    return RunReport.from_json(store.get(plan.staging + MANIFEST_NAME))
+    data = json.loads(plan.target.store_spec.open().get(plan.target.launcher_dir + SUMMARY))
+    return Summary.from_json(data)
 
 
 def _invalid_row_found(plan: ExportPlan) -> InvalidRecordsError | None:
     """The reason left by the worker whose invalid row stopped the run (fail fast), if any."""
-    store = plan.store_spec.open()
+    store, key = plan.target.store_spec.open(), plan.target.staging + INVALID_ROW_NAME
     try:
-        if not store.list(plan.staging + INVALID_ROW_NAME):
+        if not store.list(key):
             return None
-        return InvalidRecordsError(store.get(plan.staging + INVALID_ROW_NAME).decode("utf-8", "replace"))
+        return InvalidRecordsError(store.get(key).decode("utf-8", "replace"))
     except StorageError:  # the workers' own error still says what happened
         return None
 
@@ -342,9 +328,3 @@ def _pipeline_failure(error: Exception) -> ExportError:
         return UnexpectedError.of(error, "pipeline failed")
     last = [line.strip() for line in text.strip().splitlines() if line.strip()][-1]
     return UnexpectedError(f"pipeline failed: {UNEXPECTED}: {last}")
-
-
-def _check_report(settings: RunSettings, report: RunReport) -> None:
-    # Invalid rows without --skip-invalid-records have already failed the pipeline (fail fast).
-    if not report.lines and not settings.allow_empty:
-        raise EmptyResultError("no valid lines to export (--allow-empty publishes an empty file)")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline.config.connections import load_connection
+from pipeline.config.connections import load_connection, resolve_env
 from pipeline.errors import StorageError, UsageError
 from pipeline.storage import multipart
 from pipeline.storage.s3 import (
@@ -462,8 +462,9 @@ class StoreSpec:
     """A store's description without secrets: picklable, safe to ship to Beam workers.
 
     `kind` is "s3" (`bucket`, `base`, `region`, `endpoint_url`, and the `connection` whose
-    keys to use, looked up in `connections_home`; no connection: the standard AWS chain) or
-    "local" (`local_root`, `base`).
+    keys to use, looked up in `connections_home`, or `key_refs`, the `env:VARNAME`
+    references of an access key id and secret; neither: the standard AWS chain) or
+    "local" (`local_root`, `base`). Keys are read where the store is opened, never here.
     """
 
     kind: str
@@ -474,6 +475,7 @@ class StoreSpec:
     endpoint_url: str | None = None
     connection: str | None = None
     connections_home: str | None = None
+    key_refs: tuple[str, str] | None = None  # ("env:KEY_ID_VAR", "env:SECRET_VAR")
 
     def __post_init__(self):
         if self.kind not in ("s3", "local"):
@@ -483,6 +485,8 @@ class StoreSpec:
             raise ValueError(f"an s3 store needs a valid bucket name, got {self.bucket!r}")
         if self.kind == "local" and not self.local_root:
             raise ValueError("a local store needs a local_root")
+        if self.key_refs is not None and not all(ref.startswith("env:") for ref in self.key_refs):
+            raise ValueError("key_refs are env:VARNAME references, never keys")
 
     @classmethod
     def from_uri(cls, uri: str, **s3_fields) -> StoreSpec:
@@ -520,6 +524,15 @@ class StoreSpec:
         )
 
     def _client(self, prompt: bool):
+        if self.key_refs is not None:
+            where = f"the connection of {self.uri('')}"
+            return make_s3_client(
+                access_key_id=resolve_env(self.key_refs[0], "access_key_id", where),
+                secret_access_key=resolve_env(self.key_refs[1], "secret_access_key", where),
+                region=self.region,
+                endpoint_url=self.endpoint_url,
+                prompt=prompt,
+            )
         if self.connection is None:
             return make_s3_client(region=self.region, endpoint_url=self.endpoint_url, prompt=prompt)
         connection = load_connection(self.connection, self.connections_home)

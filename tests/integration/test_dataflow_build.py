@@ -33,6 +33,7 @@ from apache_beam.portability.api import beam_runner_api_pb2
 from pipeline.sources import tables
 from pipeline.config.connections import Connection, save_connection
 from pipeline.launcher.graph import ExportPlan, build_pipeline
+from transforms.write import ExportTarget
 from pipeline.launcher.run import resolve_target
 from transforms.group import GroupByUser
 from pipeline.config.settings import RunSettings
@@ -117,8 +118,9 @@ def dataflow_pipeline(settings):
     found = tables.find_tables(settings.sources, settings.database, settings.table_prefix)
     run_id = "20261128T000000Z-abcd"
     rejects = RejectsTarget.for_run(settings.rejects, run_id) if settings.rejects else None
-    plan = ExportPlan(tables.load_tables(found, LineRules("user_id", "td_segment", "segment")), spec,
-                      f"_staging/first_party_segment/{run_id}/", run_id, rejects=rejects)
+    target = ExportTarget(spec, "uploads/", "first_party_segment", "2026-11-28", run_id)
+    plan = ExportPlan(tables.load_tables(found, LineRules("user_id", "td_segment", "segment")), target,
+                      rejects=rejects)
     options = PipelineOptions(DATAFLOW_ARGS)
     pipeline = build_pipeline(settings, plan, options)
     yield pipeline, options
@@ -160,7 +162,7 @@ def test_the_dataflow_pipeline_serializes_and_every_pickled_fn_loads_in_a_fresh_
 
     loaded = load_in_fresh_process(proto, tmp_path)
     assert len(loaded["do_fns"]) == len(pickled_do_fns(proto)) > 0
-    assert "_WriteShardsFn" in loaded["do_fns"]
+    assert {"_WriteShardsFn", "_PublishFn"} <= set(loaded["do_fns"])
     assert loaded["combine_fns"]  # CombineReports
     assert loaded["coders"] == len(proto.components.coders)
 
@@ -193,7 +195,7 @@ def test_a_dataflow_dry_run_builds_the_job_offline_or_names_the_missing_gcp_extr
     }
     assert "workflow.tar.gz" in staged
     loaded = load_in_fresh_process(job.proto_pipeline, tmp_path)
-    assert "_WriteShardsFn" in loaded["do_fns"]
+    assert {"_WriteShardsFn", "_PublishFn"} <= set(loaded["do_fns"])
     # What the job description would carry (and Dataflow logs at INFO): the options, no secret.
     environment = apiclient.Environment(
         packages=[], options=job.options, environment_version="1",
@@ -216,7 +218,7 @@ def test_a_500m_row_grouped_plan_builds_with_hundreds_of_partitions_and_beams_sh
     found = tables.find_tables(settings.sources, settings.database, settings.table_prefix)
     loaded = tables.load_tables(found, LineRules("user_id", "td_segment", "segment"))
     huge = [dataclasses.replace(table, rows=250_000_000) for table in loaded]
-    plan = ExportPlan(huge, spec, "_staging/first_party_segment/20261128T000000Z-abcd/", "20261128T000000Z-abcd")
+    plan = ExportPlan(huge, ExportTarget(spec, "uploads/", "first_party_segment", "2026-11-28", "20261128T000000Z-abcd"))
 
     pipeline = build_pipeline(settings, plan, PipelineOptions(DATAFLOW_ARGS))
     try:

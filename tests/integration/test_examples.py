@@ -1,6 +1,7 @@
 """The examples in examples/ work as documented."""
 
 import gzip
+import importlib.util
 import json
 import shutil
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from pipeline.commands import cli
 from pipeline.config.connections import Connection, save_connection
@@ -78,3 +80,46 @@ def test_the_airflow_append_key_is_a_valid_key_that_stays_the_same_across_tries(
     assert RunSettings(append=True, append_key=key).append_key == key  # krux-export takes it
     assert append_key("manual__2026-11-28T10:30:12.5+00:00", "t", 3) == "manual__2026-11-28T10_30_12.5_00_00-t-3"
     assert key != append_key("scheduled__2026-11-28T11:00:00+00:00", "append_to_the_days_files")
+
+
+def load_beam_example():
+    spec = importlib.util.spec_from_file_location("beam_pipeline_example", EXAMPLES / "beam_pipeline.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_activations(root: Path) -> None:
+    """SPEC §3's example row, a user in two tables, an integer attribute."""
+    root.mkdir(parents=True)
+    pq.write_table(pa.table({"user_id": ["uid1", "uid2"], "td_segment": ["seg1,seg2", "seg3"], "email": ["", None],
+                             "firstname": ["Britty", None], "lastname": ["Morris", None]}),
+                   root / "segment_a.parquet")
+    pq.write_table(pa.table({"user_id": [" uid1 "], "td_segment": ["seg2, seg4"], "visits": [3]}),
+                   root / "segment_b.parquet")
+
+
+def day_file_lines(root: Path) -> list[str]:
+    (path,) = (root / "2026-11-28").iterdir()
+    data = path.read_bytes()
+    return sorted((gzip.decompress(data) if path.suffix == ".gz" else data).decode().splitlines())
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], ["uid1^segment:seg1,seg2;firstname:Britty;lastname:Morris", "uid1^segment:seg2,seg4;visits:3",
+          "uid2^segment:seg3"]),
+    (["--group-by-user"], ["uid1^segment:seg1,seg2,seg4;firstname:Britty;lastname:Morris;visits:3",
+                           "uid2^segment:seg3"]),
+])
+def test_the_beam_pipeline_example_writes_the_lines_run_writes(tmp_path, capsys, flags, expected):
+    warehouse = tmp_path / "activate_to_krux"
+    write_activations(warehouse)
+
+    example = load_beam_example()
+    example.build_pipeline(["--input", str(warehouse / "segment_*.parquet"), "--output-root", str(tmp_path / "beam"),
+                            "--date", "2026-11-28", *flags, "--runner=FnApiRunner"]).run().wait_until_finish()
+    code = cli.main(["run", "--database", str(warehouse), "--output-root", str(tmp_path / "cli"),
+                     "--date", "2026-11-28", *flags, "--runner=FnApiRunner"])
+    assert code == 0, capsys.readouterr().err
+
+    assert day_file_lines(tmp_path / "beam") == day_file_lines(tmp_path / "cli") == expected

@@ -32,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 
+import importlib.util
+
 import grpc
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -46,6 +48,7 @@ from pipeline.config.connections import Connection, save_connection
 
 VENV_BIN = Path(sys.executable).parent  # not resolved: the venv's bin, not the base interpreter's
 SETUP_FILE = Path(__file__).resolve().parents[2] / "setup.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "beam_pipeline.py"
 
 CLIENT = "client-treasure-data"
 DAY = "2026-11-28"
@@ -214,15 +217,15 @@ def submitted(monkeypatch):
     return sent
 
 
-def run_with_deadline(portable: PortableServices, argv: list[str]) -> int:
-    """`cli.main(argv)` in this (main) thread; a stuck job is ended by killing the services."""
+def run_with_deadline(portable: PortableServices, argv: list[str], run=cli.main):
+    """`run(argv)` (`cli.main` by default) in this (main) thread; a stuck job is ended by killing the services."""
     portable.check_alive()
     watchdog = threading.Timer(RUN_DEADLINE_S, portable.kill, args=(f"a run exceeded {RUN_DEADLINE_S}s",))
     watchdog.daemon = True
     faulthandler.dump_traceback_later(HARD_EXIT_S, exit=True, file=sys.__stderr__)
     watchdog.start()
     try:
-        return cli.main(argv)
+        return run(argv)
     finally:
         watchdog.cancel()
         faulthandler.cancel_dump_traceback_later()
@@ -324,3 +327,35 @@ def test_a_bad_file_found_by_a_portable_worker_is_exit_2_naming_table_and_path(p
     assert summary["error"].startswith(f"table segment_latin1: cannot read {bad}: ") and "UTF8" in summary["error"]
     assert summary["date"] == DAY and summary["run_id"]
     assert "Traceback" not in err and "krux-export-error" not in out + err
+
+
+def test_the_beam_pipeline_example_on_the_portable_runner_publishes_the_lines_run_writes(
+    portable, connection, database, submitted, s3, bucket, capfd, tmp_path
+):
+    """examples/beam_pipeline.py: Beam's Parquet IO, then `WriteToKrux`, which publishes from a worker."""
+    spec = importlib.util.spec_from_file_location("beam_pipeline_example", EXAMPLE)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    argv = ["--input", str(database / "segment_*.parquet"), "--connection", connection, "--date", DAY,
+            *portable.beam_args]
+
+    run_with_deadline(portable, argv, run=lambda args: example.build_pipeline(args).run().wait_until_finish())
+    assert cli.main(["run", "--database", str(database), "--output-root", str(tmp_path / "cli"), "--date", DAY,
+                     "--runner=FnApiRunner"]) == 0
+    out, err = capfd.readouterr()
+
+    data = s3.get_object(Bucket=bucket, Key=DAY_PREFIX + "first_party_segment.txt.gz")["Body"].read()
+    by_run = gzip.decompress((tmp_path / "cli" / DAY / "first_party_segment.txt.gz").read_bytes())
+    assert sorted(gzip.decompress(data).decode().splitlines()) == sorted(by_run.decode().splitlines()) == [
+        "uid1^segment:seg1,seg2;firstname:Britty;lastname:Morris",
+        "uid1^segment:seg2,seg4",
+        "uid2^segment:seg3",
+    ]
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=f"{CLIENT}/_staging/").get("KeyCount") == 0
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    received = pipeline_on_job_service(portable, submitted["job_id"])
+    graph = received.SerializeToString() + pickled_dofns(received)
+    assert CONNECTION.encode() in graph and SECRET.encode() not in graph
+    assert SECRET not in out + err + json.dumps(json_format.MessageToDict(submitted["options"]))
+    for name in portable.logs:
+        assert SECRET not in portable.logs[name].read_text(errors="replace")

@@ -20,6 +20,7 @@ from pipeline.commands import cli
 from pipeline.sources import tables
 from pipeline.config.connections import Connection, save_connection
 from pipeline.launcher.graph import ExportPlan, build_pipeline
+from transforms.write import ExportTarget
 from pipeline.launcher.run import resolve_target
 from pipeline.config.settings import RunSettings
 from pipeline.krux.lines import LineRules
@@ -93,7 +94,8 @@ def test_the_secret_is_in_neither_pipeline_options_nor_the_pickled_graph(connect
     settings = RunSettings(sources=(str(tmp_path / "segment_a.parquet"),), connection=connection)
     spec, _ = resolve_target(settings)
     found = tables.find_tables(settings.sources, None, "segment_")
-    plan = ExportPlan(tables.load_tables(found, LineRules("user_id", "td_segment", "segment")), spec, "_staging/x/r/", "r")
+    target = ExportTarget(spec, "uploads/", "first_party_segment", "2026-11-28", "r")
+    plan = ExportPlan(tables.load_tables(found, LineRules("user_id", "td_segment", "segment")), target)
     options = PipelineOptions(["--runner=FnApiRunner"])
     pipeline = build_pipeline(settings, plan, options)
     proto = pipeline.to_runner_api()

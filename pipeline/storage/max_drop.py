@@ -15,7 +15,7 @@ from pipeline.storage.published import last_published
 
 __all__ = ["refuse_a_shrunken_audience"]
 
-log = logging.getLogger("krux_export")
+log = logging.getLogger(__name__)
 
 
 def refuse_a_shrunken_audience(store, *, lines: int, max_drop: float | None, day_dir: str, export_name: str) -> None:

@@ -1,15 +1,17 @@
-"""Turns a run's shards into the day's one object, replacing or appending.
+"""Turns a run's shards into the day's one object, replacing or appending (SPEC §4).
 
 The new object is complete before anything is removed: a replace run deletes the export's
 other day-folder objects only after its own multipart upload has completed, so a day that
 had the export never ends up without it. Every object records its line count in its metadata;
 with `--max-drop`, a run with too few lines against the last object is refused first.
+`WriteToKrux`'s publishing step calls these on one worker once every shard is written; the
+launcher calls the sweep before a run.
 """
 
 import gzip
 
 from pipeline.krux import layout
-from pipeline.launcher.max_drop import refuse_a_shrunken_audience
+from pipeline.storage.max_drop import refuse_a_shrunken_audience
 from pipeline.storage.published import line_count_metadata
 
 # An empty gzip stream with a fixed header (mtime 0), for `--allow-empty`.
@@ -61,8 +63,9 @@ def remove_superseded(store, day_dir: str, export_name: str, final_key: str) -> 
     return superseded
 
 
-def remove_staging(store, staging: str) -> None:
-    store.delete([o.key for o in store.list(staging)])
+def remove_staging(store, staging: str, *, keep: str | None = None) -> None:
+    """Removes the run's staging; with `keep`, not the objects under that prefix."""
+    store.delete([o.key for o in store.list(staging) if keep is None or not o.key.startswith(keep)])
 
 
 def _is_export_object(key: str, day_dir: str, export_name: str) -> bool:
