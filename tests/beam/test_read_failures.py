@@ -30,7 +30,8 @@ def test_a_bug_while_reading_is_exit_1_with_its_class_and_message(parquet):
     error = read_failure(ReadTask("segment_a", parquet, "parquet", row_groups=("first",), first_row=0))
     assert type(error) is UnexpectedError and error.exit_code == 1
     assert str(error).startswith(f"table segment_a: reading {parquet}: unexpected error, likely a bug")
-    assert str(error).endswith("TypeError: an integer is required")
+    # The class and its message (pyarrow's words for a row group that is not a number).
+    assert "(--verbose shows the traceback): TypeError: " in str(error) and "integer" in str(error)
 
 
 def test_a_file_gone_since_the_check_is_a_storage_failure(tmp_path):

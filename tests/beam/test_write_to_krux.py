@@ -64,7 +64,7 @@ def test_dicts_become_the_days_file_and_one_summary_element(tmp_path):
         "uid1^segment:seg2,seg4",
         "uid2^segment:seg3;visits:3",
     ]
-    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["first_party_segment.txt.gz"]  # no staging left
+    assert files_in(out) == ["first_party_segment.txt.gz"]  # no staging left
 
 
 def test_record_batches_grouped_by_user_replace_the_days_objects(tmp_path):
@@ -89,7 +89,7 @@ def test_record_batches_grouped_by_user_replace_the_days_objects(tmp_path):
         "uid1^segment:seg0,seg1,seg2,seg4;firstname:Britty;lastname:Morris",
         "uid2^segment:seg3",
     ]
-    assert sorted(p.name for p in (out / DAY).iterdir()) == ["first_party_segment.txt", "other_export.txt"]
+    assert files_in(out / DAY) == ["first_party_segment.txt", "other_export.txt"]
 
 
 def test_invalid_rows_are_dropped_and_counted_with_skip_invalid_records(tmp_path):
@@ -135,8 +135,13 @@ def test_append_adds_an_object_beside_the_days_others(tmp_path):
         )
         assert_that(summary, the_summary(lambda s: s["replaced"] == [] and s["object_uri"].endswith(".txt.gz")
                                          and "/first_party_segment-" in s["object_uri"]))
-    names = sorted(p.name for p in (tmp_path / DAY).iterdir())
+    names = files_in(tmp_path / DAY)
     assert len(names) == 2 and names[1] == "first_party_segment.txt.gz" and names[0].startswith("first_party_segment-")
+
+
+def files_in(folder) -> list[str]:
+    """The files under `folder`, without the local store's line-count sidecars (docs/destination.md)."""
+    return sorted(p.name for p in folder.rglob("*") if p.is_file() and not p.name.endswith(".metadata.json"))
 
 
 @pytest.fixture

@@ -100,7 +100,7 @@ def write_activations(root: Path) -> None:
 
 
 def day_file_lines(root: Path) -> list[str]:
-    (path,) = (root / "2026-11-28").iterdir()
+    (path,) = (root / "2026-11-28").glob("[!.]*")  # not the line-count sidecar (docs/destination.md)
     data = path.read_bytes()
     return sorted((gzip.decompress(data) if path.suffix == ".gz" else data).decode().splitlines())
 

@@ -20,6 +20,7 @@ from pipeline.config.settings import RunSettings
 from pipeline.launcher.graph import ExportPlan, build_pipeline
 from pipeline.sources.query import query_of
 from pipeline.storage.stores import StoreSpec
+from transforms.write import ExportTarget
 
 DAY = "2026-11-28"
 PASSWORD = "pw-Sx93-never-shown"
@@ -107,7 +108,8 @@ def test_the_password_is_in_no_option_and_no_part_of_the_shipped_pipeline(home):
     settings = RunSettings(warehouse="pg", query="SELECT user_id, td_segment FROM audience", output_root="/tmp/x")
     query = query_of(settings, datetime.date(2026, 11, 28), datetime.datetime.now(datetime.timezone.utc))
     options = PipelineOptions(["--runner=FnApiRunner"])
-    plan = ExportPlan([], StoreSpec.from_uri("/tmp/x"), "staging/", "run", query=query)
+    target = ExportTarget(StoreSpec.from_uri("/tmp/x"), "", "first_party_segment", "2026-11-28", "run")
+    plan = ExportPlan([], target, query=query)
     pipeline = build_pipeline(settings, plan, options)
     shipped = pipeline.to_runner_api().SerializeToString()
     assert b"ReadQuery" in shipped and PASSWORD.encode() not in shipped
