@@ -18,7 +18,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from pipeline.errors import UsageError
 from pipeline.krux.rejects import reject_lines
-from pipeline.krux.report import RunReport
+from pipeline.krux.report import RunReport, StagedObject
 from pipeline.storage.stores import StoreSpec
 from transforms.shards import lines_buffer
 
@@ -110,4 +110,4 @@ class _WriteRejectsFn(beam.DoFn):
         key = f"{self._target.parts}part-{uuid.uuid4().hex}.jsonl"
         self._store.put(key, data)
         self._blocks, self._size = [], 0
-        return RunReport(rejects_parts=[[key, len(data)]])
+        return RunReport(rejects_parts=[StagedObject(key, len(data))])

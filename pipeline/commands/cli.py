@@ -7,7 +7,6 @@ failed); progress goes to stderr. Exit codes: 0 done; 2 usage, configuration or 
 130 by Ctrl-C (128 + the signal's number, as shells report it).
 """
 
-import argparse
 import dataclasses
 import logging
 import signal
@@ -15,7 +14,8 @@ import sys
 from collections.abc import Callable
 
 from pipeline.commands import connection, history, preview, run, schedule
-from pipeline.commands.beam_flags import flag_name
+from pipeline.commands.beam_flags import did_you_mean, flag_name
+from pipeline.commands.parsing import ArgumentParser, add_commands, remember_flags
 from pipeline.commands.summary import emit_line, failed_summary, report_failure
 from pipeline.errors import ExportError, Interrupted, Terminated, UsageError
 from pipeline.schedule.loop import Clock, SystemClock
@@ -41,24 +41,12 @@ class Runtime:
     tunables: object | None = None
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """Raises `UsageError` instead of exiting, so `run` can still print its JSON line.
-
-    No abbreviations: a shortened or mistyped flag must not silently mean another one.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, allow_abbrev=False, **kwargs)
-
-    def error(self, message):
-        raise UsageError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="krux-export", description="Export segment tables to Salesforce DMP (Krux).")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+    commands = add_commands(parser, "command")
     for module in SUBCOMMANDS:
         module.register(commands)
+    remember_flags(parser)
     return parser
 
 
@@ -73,7 +61,7 @@ def main(argv=None, *, runtime: Runtime | None = None) -> int:
         args, beam_args = build_parser().parse_known_args(argv)
         summary_path = getattr(args, "summary_json", None) if is_run else None
         if beam_args and not getattr(args, "takes_beam_args", False):
-            raise UsageError(f"unknown option {flag_name(beam_args[0])}")
+            raise UsageError(f"unknown option {flag_name(beam_args[0])}{did_you_mean(beam_args[0], args.known_flags)}")
         return args.handler(args, beam_args, runtime)
     except (ExportError, Interrupted, KeyboardInterrupt, Terminated) as error:
         return _fail(error, is_run, summary_path)

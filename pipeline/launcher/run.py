@@ -17,6 +17,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
 from pipeline.config.connections import load_connection
 from pipeline.config.settings import DEFAULT_BUCKET, RunSettings
+from pipeline.config.wording import plural
 from pipeline.errors import (
     EmptyResultError,
     ExportError,
@@ -144,8 +145,9 @@ def _export_and_publish(settings, plan, options, store, final_key, day_dir, publ
         rejects_store = plan.rejects.store_spec.open(min_part_bytes=plan.tunables.min_part_bytes)
         rejects_file.publish(plan.rejects, rejects_store, [ObjectInfo(key, size) for key, size in report.rejects_parts])
         published.rejects = True
-        log.info("%d invalid rows written to %s", sum(report.invalid.values()), plan.rejects.uri)
-    log.info("publishing %d lines from %d shards to %s", report.lines, len(report.shards), store.uri(final_key))
+        log.info("%s written to %s", plural(sum(report.invalid.values()), "invalid row"), plan.rejects.uri)
+    log.info("publishing %s from %s to %s", plural(report.lines, "line"), plural(len(report.shards), "shard"),
+             store.uri(final_key))
     publish_args = dict(day_dir=day_dir, export_name=settings.export_name, append=settings.append)
 
     def on_complete():

@@ -24,7 +24,6 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from pipeline.config.workflow import read_query_file, render_query
 from pipeline.errors import ExportError, SchemaError, StorageError, UsageError
 from pipeline.krux.lines import LineRules
 from pipeline.sources.files import csv_options
@@ -83,17 +82,12 @@ def query_of(settings, date: datetime.date, moment: datetime.datetime) -> Query 
 
     `date` is the export's day and `moment` the run's start (`${session_date}`, `${session_time}`).
     """
-    if settings.query is None and settings.query_file is None:
+    text = settings.query_text(date, moment)
+    if text is None:
         return None
-    if settings.query is not None:
-        sql, origin = settings.query, "--query"
-    else:
-        sql, origin = read_query_file(settings.query_file), settings.query_file
-    if settings.query_context is not None:
-        sql = render_query(sql, settings.query_context, date, moment, origin)
     return plan_query(
-        sql,
-        origin,
+        text.sql,
+        text.origin,
         sources=settings.sources,
         database=settings.database,
         segment_attribute=settings.segment_attribute,
@@ -137,7 +131,8 @@ def check_result_schema(schema: pa.Schema, query: Query) -> None:
         got = ", ".join(names[:2]) or "no columns"
         raise SchemaError(
             f"{query.origin}: the result's first two columns must be {USER_COLUMN} and {SEGMENT_COLUMN} "
-            f"(in that order), got {got}"
+            f"(in that order), got {got}; rename them with AS, e.g. SELECT KUID AS {USER_COLUMN}, "
+            f"segment_name AS {SEGMENT_COLUMN}"
         )
     check_columns(QUERY_TABLE, schema, query.rules, where=f" ({query.origin})")
 

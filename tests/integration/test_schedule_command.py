@@ -193,7 +193,7 @@ def test_three_configuration_failures_print_three_failed_lines_then_exit_2(tmp_p
         """)
     assert schedule_cli(["schedule", str(path)], clock) == 2
     out, err = capsys.readouterr()
-    reason = f"{tmp_path / 'missing'}: no such directory"
+    reason = f"{path}: source.database: {tmp_path / 'missing'}: no such directory"
     assert [json.loads(line) for line in out.splitlines()] == [
         {"status": "failed", "exit_code": 2, "error": reason},
     ] * 3
@@ -262,7 +262,8 @@ def test_a_disabled_schedule_tells_each_failure_then_disabled_and_records_each_r
         """)
     assert schedule_cli(["schedule", str(path)], clock) == 2
     out, err = capsys.readouterr()
-    failed = {"status": "failed", "exit_code": 2, "error": f"{tmp_path / 'missing'}: no such directory"}
+    failed = {"status": "failed", "exit_code": 2,
+              "error": f"{path}: source.database: {tmp_path / 'missing'}: no such directory"}
     disabled = {"status": "failed", "exit_code": 2,
                 "error": f"schedule disabled after 3 consecutive configuration failures: {failed['error']}"}
     assert [(body["event"], body) for _, _, body in webhook.received] == [
