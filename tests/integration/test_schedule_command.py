@@ -46,6 +46,7 @@ def schedule_cli(argv, clock, run_export=None):
 
 
 def write_job(tmp_path, text):
+    (tmp_path / "warehouse").mkdir(exist_ok=True)  # the database the jobs here name, when they do not name ./missing
     path = tmp_path / "job.yml"
     path.write_text(textwrap.dedent(text), encoding="utf-8")
     return path
@@ -218,7 +219,7 @@ def test_beam_options_given_to_the_command_follow_the_jobs_own(tmp_path, clock):
     seen = []
     clock.stop_at = 2
 
-    def run_export(settings, tunables=None):
+    def run_export(settings, **_):
         seen.append(settings)
         return RunResult(succeeded())
 
@@ -229,7 +230,7 @@ def test_beam_options_given_to_the_command_follow_the_jobs_own(tmp_path, clock):
 
 
 def test_sigterm_during_a_run_ends_that_run_as_failed_and_stops_the_schedule(tmp_path, clock, capsys):
-    def terminated_mid_run(settings, tunables=None):
+    def terminated_mid_run(settings, **_):
         raise Terminated()
 
     path = write_job(tmp_path, """\
@@ -274,7 +275,7 @@ def test_a_disabled_schedule_tells_each_failure_then_disabled_and_records_each_r
     ]
     history = (tmp_path / "home" / "history" / "first_party_segment.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in history] == [
-        {"started_at": f"2026-11-28T{hour}:00:00Z", "export_name": "first_party_segment", **failed}
+        {"started_at": f"2026-11-28T{hour}:00:00Z", "export_name": "first_party_segment", "job": "hourly", **failed}
         for hour in (13, 14, 15)
     ]
     assert webhook.token not in out + err
@@ -293,7 +294,7 @@ def test_a_failing_notification_does_not_change_the_schedule(tmp_path, clock, ca
         """)
     clock.stop_at = 3
 
-    def run_export(settings, tunables=None):
+    def run_export(settings, **_):
         return RunResult(succeeded(date=settings.date.isoformat()))
 
     assert schedule_cli(["schedule", str(path)], clock, run_export) == 0
@@ -317,6 +318,6 @@ def test_a_schedule_whose_webhook_variable_is_unset_says_so_when_it_starts(tmp_p
         notify: {webhook: env:KRUX_WEBHOOK_URL}
         """)
     clock.stop_at = 1
-    assert schedule_cli(["schedule", str(path)], clock, lambda settings, tunables=None: None) == 0
+    assert schedule_cli(["schedule", str(path)], clock, lambda settings, **_: None) == 0
     assert ("krux-export: job daily: notify.webhook refers to $KRUX_WEBHOOK_URL, which is not set or empty: "
             "notifications by webhook will fail") in capsys.readouterr().err.splitlines()
