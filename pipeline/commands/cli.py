@@ -61,7 +61,8 @@ def main(argv=None, *, runtime: Runtime | None = None) -> int:
         args, beam_args = build_parser().parse_known_args(argv)
         summary_path = getattr(args, "summary_json", None) if is_run else None
         if beam_args and not getattr(args, "takes_beam_args", False):
-            raise UsageError(f"unknown option {flag_name(beam_args[0])}{did_you_mean(beam_args[0], args.known_flags)}")
+            unknown = beam_args[0]
+            raise UsageError(f"unknown option {flag_name(unknown)}{did_you_mean(unknown, args.known_flags)}")
         return args.handler(args, beam_args, runtime)
     except (ExportError, Interrupted, KeyboardInterrupt, Terminated) as error:
         return _fail(error, is_run, summary_path)

@@ -49,4 +49,3 @@ def remember_flags(parser: argparse.ArgumentParser) -> None:
         if isinstance(action, argparse._SubParsersAction):
             for subcommand in action.choices.values():
                 remember_flags(subcommand)
-

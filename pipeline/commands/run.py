@@ -10,10 +10,9 @@ import logging
 
 from pipeline.commands.beam_flags import check_beam_args
 from pipeline.commands.summary import emit_line, failed_summary
-from pipeline.config.jobs import load_job, settings_with_overrides
-from pipeline.config.jobs import Job
-from pipeline.config.wording import plural
+from pipeline.config.jobs import Job, load_job, settings_with_overrides
 from pipeline.config.settings import COMPRESSIONS, RunSettings, Setting, SettingError, missing_database, parse_date
+from pipeline.config.wording import plural
 from pipeline.errors import Interrupted, Terminated, UsageError
 from pipeline.outcomes.after_run import after_run
 
