@@ -77,10 +77,6 @@ class Setting(enum.Enum):
     QUERY_FILE = ("query_file", "--query-file", "query")
     QUERY_MEMORY_LIMIT = ("query_memory_limit", "--query-memory-limit", None)
 
-    @classmethod
-    def of(cls, field: str) -> "Setting":
-        return next(setting for setting in cls if setting.field == field)
-
 
 class SettingError(ConfigError):
     """A setting that breaks a rule, and the other settings its `problem` names.
