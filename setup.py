@@ -20,8 +20,9 @@ setup(
         # Cron semantics (names, steps, lists, DST) are subtle; croniter is the maintained
         # reference implementation that schedulers such as Airflow build on.
         "croniter>=2.0",
-        # igzip: standard gzip members at ~300 MB/s per core against zlib level 6's ~35 MB/s
-        # (FACTS.md); the shard writer compresses in its own DoFn with it.
+        # igzip (ISA-L): standard gzip members, several times faster than zlib at its default
+        # level (benchmarks/README.md, Findings: gzip exports against DuckDB's zlib); the shard
+        # writer compresses in its own DoFn with it.
         "isal>=1.6",
         # The embedded SQL engine for --query: streams its result as Arrow batches and spills
         # past its memory limit. 2.0 for `to_arrow_reader`; it needs no pyarrow pin (pip gives

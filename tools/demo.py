@@ -1,6 +1,7 @@
 """The embedded default behind `./run_local.sh`: sample tables, a local S3 server, a peek.
 
-    python tools/demo.py write-sample DIR      # an activate_to_krux database of segment_* tables
+    python tools/demo.py write-sample DIR      # a database of segment_* tables (user_id, td_segment)
+    python tools/demo.py write-activations DIR # the same as Audience Studio activations (KUID, segment_name)
     python tools/demo.py s3-server PORT_FILE   # moto's S3 server on 127.0.0.1 until stopped
     python tools/demo.py show URI              # size and first lines of a published object
 
@@ -66,6 +67,23 @@ def write_sample(directory: str) -> None:
     pq.write_table(pa.table({"user_id": ["uid1"], "td_segment": ["not-a-segment-table"]}), root / "users.parquet")
 
 
+ACTIVATIONS = {
+    "segment_high_value": (["k0001", "k0002", "k0003", ""], "High Value"),
+    "segment_churn_risk": (["k0002", "k0004", "k0005"], "Churn Risk"),
+}
+"""Two activations, one user in both, one row without a user id (an invalid row to skip)."""
+
+
+def write_activations(directory: str) -> None:
+    """An activate_to_krux database as Audience Studio activations fill it: one table per
+    activation, columns KUID and segment_name. CSV, so the copy in examples/ reads as text."""
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    for table, (users, segment) in ACTIVATIONS.items():
+        rows = "".join(f"{user},{segment}\n" for user in users)
+        (root / f"{table}.csv").write_text("KUID,segment_name\n" + rows, encoding="utf-8")
+
+
 def s3_server(port_file: str) -> None:
     """Runs moto's S3 server on a free loopback port with the demo bucket until killed."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -95,7 +113,8 @@ def show(uri: str, lines: int = 10) -> None:
 
 
 def main(argv: list[str]) -> None:
-    commands = {"write-sample": write_sample, "s3-server": s3_server, "show": show}
+    commands = {"write-sample": write_sample, "write-activations": write_activations, "s3-server": s3_server,
+                "show": show}
     if len(argv) != 2 or argv[0] not in commands:
         sys.exit(__doc__)
     commands[argv[0]](argv[1])

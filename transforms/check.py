@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from pipeline.errors import InvalidRecordsError, StorageError
 from pipeline.krux.lines import InvalidReason, LineRules, NormalizedBatch, build_lines, normalize
+from pipeline.krux.rejects import describe_invalid_row
 from pipeline.krux.report import RunReport
 from pipeline.storage.stores import StoreSpec
 from transforms import metrics
@@ -22,8 +23,6 @@ from transforms import metrics
 __all__ = ["CheckRecords", "FormatLines", "CheckedBatch", "InvalidRows", "StopSignal"]
 
 log = logging.getLogger(__name__)
-
-PREVIEW_CHARS = 2
 
 STOP_CHECK_S = 1.0
 """How often each worker looks for another worker's `StopSignal`: one listing of one key."""
@@ -102,7 +101,7 @@ class _CheckRecordsFn(beam.DoFn):
             if invalid_count:
                 index = pc.index(invalid, True).as_py()
                 row = first_row + index if first_row is not None else None
-                self._fail(self._describe(table, row, batch.column, rows, index), table=table, row=row)
+                self._fail(describe_invalid_row(table, first_row, batch, rows, index), table=table, row=row)
             self._check_stop()
         if invalid_count:
             report.invalid = rows.invalid_counts()
@@ -138,25 +137,6 @@ class _CheckRecordsFn(beam.DoFn):
             return
         if found:
             raise InvalidRecordsError(STOPPED)
-
-    def _describe(self, table, row, columns, rows, index) -> str:
-        """An invalid row: table, row number, reason, column, a redacted preview."""
-        reason = rows.reasons[index].as_py()
-        column = rows.reason_columns[index].as_py()
-        where = f"table {table} row {row}" if row is not None else f"table {table}"
-        detail = f"{where}: {reason}"
-        if column is not None:
-            detail += f" in column {column} ({redacted_preview(columns(column)[index].as_py())})"
-        return detail
-
-
-def redacted_preview(value) -> str:
-    """Enough of a value to find it, not enough to leak it: `'Br…' (24 characters)`."""
-    if value is None:
-        return "value null"
-    text = value if isinstance(value, str) else str(value)
-    shown = text[:PREVIEW_CHARS].replace("\r", "\\r").replace("\n", "\\n")
-    return f"value {shown!r}… ({len(text)} characters)" if len(text) > PREVIEW_CHARS else f"value {text!r}"
 
 
 class FormatLines(beam.PTransform):

@@ -15,6 +15,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
+from pipeline.krux.arrow_strings import value_offsets
 from pipeline.krux.grouping import (
     GROUP_TRIPLES,
     group_lines,
@@ -81,8 +82,7 @@ def line_blocks(lines: pa.Array, block_bytes: int = LINE_BLOCK_BYTES):
     """Zero-copy slices of `lines` holding about `block_bytes` of text each (at least a line)."""
     if len(lines) == 0:
         return
-    offsets = np.frombuffer(lines.buffers()[1], np.int64 if pa.types.is_large_string(lines.type) else np.int32)
-    offsets = offsets[lines.offset : lines.offset + len(lines) + 1].astype(np.int64) - offsets[lines.offset]
+    offsets = value_offsets(lines).astype(np.int64)
     start = 0
     while start < len(lines):
         end = int(np.searchsorted(offsets, offsets[start] + block_bytes, side="right")) - 1

@@ -22,7 +22,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from pipeline.errors import UsageError
 from pipeline.krux.rejects import reject_lines
-from pipeline.krux.report import RunReport
+from pipeline.krux.report import RunReport, StagedObject
 from pipeline.storage.s3 import storage_error
 from pipeline.storage.stores import ObjectInfo, ObjectStore, StoreSpec
 from transforms.shards import lines_buffer
@@ -118,7 +118,7 @@ class _WriteRejectsFn(beam.DoFn):
         key = f"{self._target.parts}part-{uuid.uuid4().hex}.jsonl"
         self._store.put(key, data)
         self._blocks, self._size = [], 0
-        return RunReport(rejects_parts=[[key, len(data)]])
+        return RunReport(rejects_parts=[StagedObject(key, len(data))])
 
 
 def assemble_rejects(target: RejectsTarget, store: ObjectStore, parts: list[ObjectInfo]) -> int:

@@ -17,13 +17,13 @@ import uuid
 import zlib
 
 import apache_beam as beam
-import numpy as np
 import pyarrow as pa
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 from isal import isal_zlib
 
-from pipeline.krux.report import RunReport
+from pipeline.krux.arrow_strings import value_bytes
+from pipeline.krux.report import RunReport, StagedObject
 from transforms import metrics
 from transforms.progress import ProgressChannel
 
@@ -47,12 +47,7 @@ def lines_buffer(lines: pa.Array) -> memoryview:
     """The bytes of `\\n`-terminated lines, straight from the Arrow data buffer (no copy per line)."""
     if isinstance(lines, pa.ChunkedArray):
         lines = lines.combine_chunks()
-    if len(lines) == 0:
-        return memoryview(b"")
-    offset_type = np.int64 if pa.types.is_large_string(lines.type) else np.int32
-    offsets = np.frombuffer(lines.buffers()[1], dtype=offset_type)
-    start, end = int(offsets[lines.offset]), int(offsets[lines.offset + len(lines)])
-    return memoryview(lines.buffers()[2])[start:end]
+    return memoryview(value_bytes(lines))
 
 
 class WriteShards(beam.PTransform):
@@ -120,7 +115,7 @@ class _ShardWriter:
         data = self.body() if data is None else data
         key = f"{self._prefix}{uuid.uuid4().hex}{'.gz' if self._gzip else '.txt'}"
         self._store.put(key, data)
-        return RunReport(shards=[[key, len(data)]], lines=self.lines)
+        return RunReport(shards=[StagedObject(key, len(data))], lines=self.lines)
 
 
 class _PutsShards(beam.DoFn):
@@ -149,7 +144,7 @@ class _PutsShards(beam.DoFn):
         report = shard.put(data)
         self._lines_written.inc(report.lines)
         self._shards_written.inc()
-        self._shard_bytes.inc(report.shards[0][1])
+        self._shard_bytes.inc(report.shards[0].bytes)
         if self._progress_writer:
             self._progress_writer.add(shards=1)
         return report

@@ -25,6 +25,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from pipeline.config.connections import load_connection
+from pipeline.config.wording import plural
 from pipeline.config.settings import DEFAULT_BUCKET, DEFAULT_EXPORT_NAME, RunSettings, check_client_name, parse_date
 from pipeline.errors import ConfigError, EmptyResultError, SchemaError, StorageError, UsageError
 from pipeline.krux import layout
@@ -306,8 +307,8 @@ class _PublishFn(beam.DoFn):
             rejects_store = self._rejects.store_spec.open(min_part_bytes=self._min_part_bytes)
             assemble_rejects(self._rejects, rejects_store, [ObjectInfo(key, size) for key, size in report.rejects_parts])
             self._tell(REJECTS_WRITTEN)
-            log.info("%d invalid rows written to %s", sum(report.invalid.values()), self._rejects.uri)
-        log.info("publishing %d lines from %d shards to %s", report.lines, len(report.shards),
+            log.info("%s written to %s", plural(sum(report.invalid.values()), "invalid row"), self._rejects.uri)
+        log.info("publishing %s from %s to %s", plural(report.lines, "line"), plural(len(report.shards), "shard"),
                  store.uri(target.final_key))
         where = dict(final_key=target.final_key, day_dir=target.day_dir, export_name=target.export_name,
                      append=target.append, max_drop=self._max_drop, on_complete=lambda: self._tell(PUBLISHED))

@@ -7,7 +7,6 @@ failed); progress goes to stderr. Exit codes: 0 done; 2 usage, configuration or 
 130 by Ctrl-C (128 + the signal's number, as shells report it).
 """
 
-import argparse
 import dataclasses
 import logging
 import os
@@ -16,7 +15,8 @@ import sys
 from collections.abc import Callable
 
 from pipeline.commands import connection, history, preview, run, schedule
-from pipeline.commands.beam_flags import flag_name
+from pipeline.commands.beam_flags import did_you_mean, flag_name
+from pipeline.commands.parsing import LOG_VARIABLE, ArgumentParser, add_commands, remember_flags
 from pipeline.commands.summary import emit_line, failed_summary, report_failure
 from pipeline.errors import Interrupted, Terminated, UsageError, describe_failure
 from pipeline.schedule.loop import Clock, SystemClock
@@ -42,28 +42,12 @@ class Runtime:
     tunables: object | None = None
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """Raises `UsageError` instead of exiting, so `run` can still print its JSON line.
-
-    No abbreviations: a shortened or mistyped flag must not silently mean another one. Every
-    command and subcommand takes `--verbose`, wherever it is put on the line.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, allow_abbrev=False, **kwargs)
-        self.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
-                          help=f"debug lines, and the traceback of a failure, a worker's too "
-                          f"(or {LOG_VARIABLE}=debug)")
-
-    def error(self, message):
-        raise UsageError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="krux-export", description="Export segment tables to Salesforce DMP (Krux).")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+    commands = add_commands(parser, "command")
     for module in SUBCOMMANDS:
         module.register(commands)
+    remember_flags(parser)
     return parser
 
 
@@ -80,7 +64,8 @@ def main(argv=None, *, runtime: Runtime | None = None) -> int:
             configure_logging(verbose=True)
         summary_path = getattr(args, "summary_json", None) if is_run else None
         if beam_args and not getattr(args, "takes_beam_args", False):
-            raise UsageError(f"unknown option {flag_name(beam_args[0])}")
+            unknown = beam_args[0]
+            raise UsageError(f"unknown option {flag_name(unknown)}{did_you_mean(unknown, args.known_flags)}")
         return args.handler(args, beam_args, runtime)
     except (Exception, Interrupted, KeyboardInterrupt, Terminated) as error:  # one line, never a bare traceback
         log.debug("the traceback of: %s", describe_failure(error)[1], exc_info=error)
@@ -89,7 +74,6 @@ def main(argv=None, *, runtime: Runtime | None = None) -> int:
         signal.signal(signal.SIGTERM, previous_handler)
 
 
-LOG_VARIABLE = "KRUX_EXPORT_LOG"
 OUR_PACKAGES = ("pipeline", "transforms")
 
 

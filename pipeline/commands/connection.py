@@ -16,6 +16,7 @@ import sys
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from pipeline.commands.parsing import add_commands
 from pipeline.config.connections import (
     DEFAULT_REGION,
     Connection,
@@ -59,8 +60,7 @@ def register(commands) -> None:
         "  krux-export connection test my_dmp\n\n"
         "reference: docs/connections.md",
     )
-    actions = connection.add_subparsers(dest="connection_command", required=True,
-                                        parser_class=type(connection))
+    actions = add_commands(connection, "connection_command")
 
     add = actions.add_parser("add", help="add a connection; the secret key is read from a prompt or stdin",
                              description="Add a connection. The secret access key is read from a prompt, "

@@ -36,7 +36,7 @@ def register(commands) -> None:
         "reference: docs/jobs.md, History",
     )
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--job", metavar="FILE", help="the export of this job file")
+    which.add_argument("--job", metavar="FILE", help="the runs of this job file (by its name)")
     which.add_argument("--export-name", metavar="N", help=f"default: {DEFAULT_EXPORT_NAME}")
     parser.add_argument("--last", type=_count, default=DEFAULT_LAST, metavar="K",
                         help=f"how many runs (default {DEFAULT_LAST})")
@@ -45,22 +45,34 @@ def register(commands) -> None:
 
 
 def _history_command(args, beam_args, runtime) -> int:
-    export_name = _export_name(args)
-    lines = read_history(export_name, args.last)
+    job = load_job(args.job) if args.job else None
+    export_name = job.settings.export_name if job else _export_name(args)
+    if job:  # another job, or a run by hand, may write the same export
+        lines = [line for line in read_history(export_name, None) if _job_of(line) == job.name][-args.last :]
+    else:
+        lines = read_history(export_name, args.last)
     if args.json:
         for line in lines:
             print(line)
         return 0
     if not lines:
-        log.info("no runs recorded for export %s (%s)", export_name, history_file(export_name))
+        whose = f"job {job.name} (export {export_name})" if job else f"export {export_name}"
+        log.info("no runs recorded for %s (%s)", whose, history_file(export_name))
         return 0
     print(format_table([_row(line) for line in lines]))
     return 0
 
 
+def _job_of(line: str) -> str | None:
+    """The `job` of a stored run line, or None (a run by hand, or a line that is not JSON)."""
+    try:
+        run = json.loads(line)
+    except ValueError:
+        return None
+    return run.get("job") if isinstance(run, dict) else None
+
+
 def _export_name(args) -> str:
-    if args.job:
-        return load_job(args.job).settings.export_name
     if args.export_name is None:
         return DEFAULT_EXPORT_NAME
     try:

@@ -6,16 +6,18 @@ gave: those override a job file's settings, whatever their spelling on the comma
 
 import argparse
 import dataclasses
+import datetime
 import logging
 
 from pipeline.commands.beam_flags import check_beam_args
 from pipeline.commands.summary import emit_line, failed_summary
-from pipeline.config.jobs import load_job, settings_with_overrides
-from pipeline.config.settings import COMPRESSIONS, RunSettings, SettingError, parse_date
-from pipeline.errors import UsageError
+from pipeline.config.jobs import Job, load_job, settings_with_overrides
+from pipeline.config.settings import COMPRESSIONS, RunSettings, Setting, SettingError, missing_database, parse_date
+from pipeline.config.wording import plural
+from pipeline.errors import Interrupted, Terminated, UsageError
 from pipeline.outcomes.after_run import after_run
 
-__all__ = ["add_run_arguments", "launcher_run_export", "register", "run_settings"]
+__all__ = ["add_run_arguments", "export_and_record", "launcher_run_export", "register", "run_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +48,12 @@ def register(commands) -> None:
     parser.set_defaults(handler=_run_command, takes_beam_args=True)
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options `run` and `preview` share; each one's `dest` is a `RunSettings` field."""
+def add_run_arguments(parser: argparse.ArgumentParser, *, publishes: bool = True) -> None:
+    """The options of `run`; each one's `dest` is a `RunSettings` field.
+
+    `publishes=False` (preview) leaves out those that only matter to what a run writes:
+    --append, --allow-empty, --rejects, --summary-json.
+    """
     defaults = RunSettings()
     source = parser.add_argument_group("tables (docs/sources.md)")
     source.add_argument("--source", dest="sources", action="append", default=argparse.SUPPRESS, metavar="URI",
@@ -80,47 +86,56 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the partner bucket's region (Beam's own --region is Dataflow's)")
     target.add_argument("--output-root", metavar="URI", default=argparse.SUPPRESS,
                         help="write the uploads/ layout here instead (local or s3://)")
-    target.add_argument("--date", type=parse_date, default=argparse.SUPPRESS,
+    target.add_argument("--date", type=_date_flag, default=argparse.SUPPRESS,
                         help="the day folder, YYYY-MM-DD (default: today, UTC)")
     target.add_argument("--export-name", default=argparse.SUPPRESS, help=f"default: {defaults.export_name}")
     target.add_argument("--compression", choices=COMPRESSIONS, default=argparse.SUPPRESS,
                         help=f"default: {defaults.compression}")
-    target.add_argument("--append", action="store_true", default=argparse.SUPPRESS,
-                        help="add a file to the day instead of replacing it")
-    target.add_argument("--append-key", metavar="KEY", default=argparse.SUPPRESS,
-                        help="with --append: name the file {export_name}-KEY, so a retry with the same key "
-                        "replaces its own earlier file ([A-Za-z0-9_.-]+)")
-    target.add_argument("--max-drop", metavar="PCT", type=_percent, default=argparse.SUPPRESS,
-                        help="refuse to publish (exit 3) when the run has more than PCT percent fewer lines "
-                        "than the export's last published file")
+    if publishes:
+        target.add_argument("--append", action="store_true", default=argparse.SUPPRESS,
+                            help="add a file to the day instead of replacing it")
+        target.add_argument("--append-key", metavar="KEY", default=argparse.SUPPRESS,
+                            help="with --append: name the file {export_name}-KEY, so a retry with the same key "
+                            "replaces its own earlier file ([A-Za-z0-9_.-]+)")
+        target.add_argument("--max-drop", metavar="PCT", type=_percent, default=argparse.SUPPRESS,
+                            help="refuse to publish (exit 3) when the run has more than PCT percent fewer lines "
+                            "than the export's last published file")
     records = parser.add_argument_group("records (docs/line.md)")
     records.add_argument("--skip-invalid-records", action="store_true", default=argparse.SUPPRESS,
                          help="drop and count invalid rows instead of failing the run (exit 3)")
-    records.add_argument("--rejects", metavar="URI", default=argparse.SUPPRESS,
-                         help="write invalid rows here as JSON lines")
     records.add_argument("--group-by-user", action="store_true", default=argparse.SUPPRESS,
                          help="one line per user across all tables")
-    records.add_argument("--allow-empty", action="store_true", default=argparse.SUPPRESS,
-                         help="publish an empty file when no line is valid (otherwise exit 3)")
-    parser.add_argument("--summary-json", metavar="PATH", default=argparse.SUPPRESS,
-                        help="also write the summary line to this file")
+    if publishes:
+        records.add_argument("--rejects", metavar="URI", default=argparse.SUPPRESS,
+                             help="write invalid rows here as JSON lines (needs --skip-invalid-records)")
+        records.add_argument("--allow-empty", action="store_true", default=argparse.SUPPRESS,
+                             help="publish an empty file when no line is valid (otherwise exit 3)")
+        parser.add_argument("--summary-json", metavar="PATH", default=argparse.SUPPRESS,
+                            help="also write the summary line to this file")
 
 
-def run_settings(args, beam_args, job_settings: RunSettings | None = None) -> RunSettings:
-    """The run's settings: a job's (or a workflow task's) with the given flags on top, or the flags'.
+def _date_flag(text: str):
+    try:
+        return parse_date(text)
+    except UsageError as error:
+        raise UsageError(f"--date: {error}") from None
 
-    A broken rule names the flag: `--export-name: export name 'a-b' must match [A-Za-z0-9_]+`.
+
+def run_settings(args, beam_args, job: Job | None = None, base: RunSettings | None = None) -> RunSettings:
+    """The run's settings: `base` (a job's, or a workflow task's) with the given flags on top.
+
+    A broken rule names the setting as the user wrote it: the flag when given on the command
+    line (`--rejects: needs --skip-invalid-records`), else the job file's key
+    (`daily_krux.yml: rejects: needs result_settings.skip_invalid_records`).
     """
     given = {name: value for name, value in vars(args).items() if name in _SETTING_FIELDS}
     if "sources" in given:
         given["sources"] = tuple(given["sources"])
     given["beam_args"] = tuple(beam_args)
     try:
-        if job_settings is not None:
-            return settings_with_overrides(job_settings, given)
-        return RunSettings(**given)
+        return settings_with_overrides(base, given) if base is not None else RunSettings(**given)
     except SettingError as error:
-        raise UsageError(f"{_flag_of(error.setting)}: {error.problem}") from error
+        raise _worded(error, job, given) from error
 
 
 def _percent(text: str) -> float:
@@ -130,37 +145,62 @@ def _percent(text: str) -> float:
         raise UsageError(f"--max-drop: {text!r} is not a percentage such as 50 or 12.5") from None
 
 
-def _flag_of(setting: str) -> str:
-    return {"sources": "--source", "region": "--s3-region"}.get(setting, "--" + setting.replace("_", "-"))
-
-
 def _run_command(args, beam_args, runtime) -> int:
-    check_beam_args(beam_args)
+    check_beam_args(beam_args, args.known_flags)
     job = load_job(args.job) if args.job else None
+    flags = frozenset(vars(args)) & _SETTING_FIELDS
     if job and job.tasks:  # a workflow: its tasks in file order; the first that fails stops it
         for _, task_settings in job.tasks:
-            _run_once(run_settings(args, beam_args, task_settings), job, runtime, args.quiet)
+            settings = run_settings(args, beam_args, job, task_settings)
+            export_and_record(settings, runtime, job=job, flags=flags, show_progress=not args.quiet)
         return 0
-    settings = run_settings(args, beam_args, job.settings if job else None)
-    return _run_once(settings, job, runtime, args.quiet)
+    settings = run_settings(args, beam_args, job, job.settings if job else None)
+    export_and_record(settings, runtime, job=job, flags=flags, show_progress=not args.quiet)
+    return 0
 
 
-def _run_once(settings: RunSettings, job, runtime, quiet: bool) -> int:
+def export_and_record(settings: RunSettings, runtime, *, job: Job | None = None, flags=frozenset(),
+                      show_progress: bool = True, print_failure: bool = False):
+    """One export: its summary printed, then recorded in the history and told to the job's `notify:`.
+
+    A failure is recorded and told too (unless a signal stopped the run: someone chose to),
+    printed as its failed line when `print_failure` (a schedule's runs; for `run`, `main`
+    prints it), and raised. `flags` are the settings given on the command line, over the job's.
+    """
     run_export = runtime.run_export or launcher_run_export()
     outcome = dict(export_name=settings.export_name, started_at=runtime.clock.now(),
                    job_name=job.name if job else None, notify=job.notify if job else None)
     try:
-        result = run_export(settings, tunables=runtime.tunables, show_progress=not quiet)
-    except BaseException as error:  # recorded, and told unless a signal stopped it; then main() reports it
-        after_run(failed_summary(error), tell=isinstance(error, Exception), **outcome)
+        if problem := missing_database(settings):  # a failed run like any other: recorded and told
+            failure = _worded(problem, job, flags)
+            failure.date = (settings.date or outcome["started_at"].astimezone(datetime.timezone.utc).date()).isoformat()
+            raise failure  # no run id: the run never started
+        result = run_export(settings, tunables=runtime.tunables, show_progress=show_progress)
+    except (Exception, Interrupted, KeyboardInterrupt, Terminated) as error:
+        summary = failed_summary(error)
+        if print_failure:
+            emit_line(summary)
+        after_run(summary, tell=isinstance(error, Exception), **outcome)
         raise
-    try:
-        emit_line(result.summary, settings.summary_json)
-    finally:
-        after_run(result.summary, **outcome)  # published, even if the summary file could not be written
     summary = result.summary
-    log.info("published %s (%d bytes, %d lines)", summary.object_uri, summary.bytes, summary.lines_written)
-    return 0
+    try:
+        emit_line(summary, settings.summary_json)
+    finally:
+        after_run(summary, **outcome)  # published, even if the summary file could not be written
+    log.info("published %s (%s, %s)", summary.object_uri, plural(summary.bytes, "byte"),
+             plural(summary.lines_written, "line"))
+    return result
+
+
+def _worded(error: SettingError, job: Job | None, flags) -> UsageError:
+    """`error` with each setting spelled as the user gave it: a flag, or the job file's key."""
+
+    def spell(setting: Setting) -> str:
+        return setting.flag if job is None or setting.field in flags else job.key_of(setting)
+
+    reason = error.worded(spell)
+    from_job = job is not None and error.setting.field not in flags
+    return UsageError(f"{job.path}: {reason}" if from_job else reason)
 
 
 def launcher_run_export():

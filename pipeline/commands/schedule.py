@@ -10,11 +10,11 @@ import dataclasses
 import logging
 
 from pipeline.commands.beam_flags import check_beam_args
-from pipeline.commands.run import launcher_run_export
-from pipeline.commands.summary import emit_line, failed_summary
+from pipeline.commands.run import export_and_record
+from pipeline.commands.summary import failed_summary
 from pipeline.config.jobs import load_job
 from pipeline.errors import ConfigError, Interrupted, Terminated, UsageError
-from pipeline.outcomes.after_run import after_disabling, after_run
+from pipeline.outcomes.after_run import after_disabling
 from pipeline.outcomes.notify import webhook_problem
 from pipeline.schedule.cron import next_start_times
 from pipeline.schedule.loop import ScheduleDisabled, run_schedule
@@ -52,32 +52,19 @@ def _schedule_command(args, beam_args, runtime) -> int:
         for _, start in next_start_times(job, runtime.clock.now(), args.next_count):
             print(start.isoformat(), flush=True)
         return 0
-    check_beam_args(beam_args)
+    check_beam_args(beam_args, args.known_flags)
     if beam_args:
         settings = job.settings.replace(beam_args=(*job.settings.beam_args, *beam_args))
         job = dataclasses.replace(job, settings=settings)
-    run_export = runtime.run_export or launcher_run_export()
+    def run_and_print(settings):
+        """One export; its summary, or the failed JSON line, is printed as one line either way."""
+        return export_and_record(settings, runtime, job=job, print_failure=True)
 
     def run_workflow(settings):
         """A workflow's tasks in file order, each for the scheduled day; the first failure stops it."""
         result = None
         for _, task_settings in job.tasks:
             result = run_and_print(task_settings.replace(date=settings.date, beam_args=settings.beam_args))
-        return result
-
-    def run_and_print(settings):
-        """One export; its summary, or the failed JSON line, is printed as one line either way."""
-        outcome = dict(export_name=settings.export_name, started_at=runtime.clock.now(),
-                       job_name=job.name, notify=job.notify)
-        try:
-            result = run_export(settings, tunables=runtime.tunables)
-        except (Exception, Interrupted, KeyboardInterrupt, Terminated) as error:
-            summary = failed_summary(error)
-            emit_line(summary)
-            after_run(summary, tell=isinstance(error, Exception), **outcome)
-            raise
-        emit_line(result.summary)
-        after_run(result.summary, **outcome)
         return result
 
     log.info("job %s: scheduled %r in %s, delay %s", job.name, job.schedule, job.timezone, job.delay)

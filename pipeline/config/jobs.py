@@ -7,6 +7,7 @@ file is loaded, not hours later when the schedule first fires.
 
 import dataclasses
 import datetime
+import difflib
 import os
 import re
 import zoneinfo
@@ -14,11 +15,12 @@ import zoneinfo
 import yaml
 
 from pipeline.config.notify import Notify, parse_notify
-from pipeline.config.settings import RunSettings, SettingError
+from pipeline.config.settings import RunSettings, Setting, SettingError
 from pipeline.config.workflow import QueryContext, check_variables, read_query_file, read_workflow
-from pipeline.config.yaml_loader import PlainLoader
+from pipeline.config.wording import shown
+from pipeline.config.yaml_loader import PlainLoader, quoting_hint
 from pipeline.errors import ConfigError
-from pipeline.schedule.cron import DEFAULT_SEMANTICS, SEMANTICS, cron_fields
+from pipeline.schedule.cron import ALIASES, DEFAULT_SEMANTICS, SEMANTICS, cron_fields
 
 __all__ = ["Job", "load_job", "settings_with_overrides"]
 
@@ -33,10 +35,9 @@ _RESULT_FLAGS = ("skip_invalid_records", "append", "group_by_user", "allow_empty
 _RESULT_NAMES = ("compression", "export_name", "append_key")
 _RESULT_KEYS = ("export_type", *_RESULT_FLAGS, *_RESULT_NAMES, "max_drop")
 _COLUMN_KEYS = ("table_prefix", "user_column", "segment_column", "segment_attribute")
-# Where a setting is written in a job file, where that is not a top-level key of the same name.
-_KEY_OF_SETTING = {
-    **{key: f"result_settings.{key}" for key in (*_RESULT_FLAGS, *_RESULT_NAMES, "max_drop")},
-    **{key: f"source.{key}" for key in _COLUMN_KEYS},
+# Where a workflow file writes a setting, where that differs from a YAML job file.
+_WORKFLOW_KEYS = {
+    Setting.DATABASE: "_export.td.database", Setting.WAREHOUSE: "_export.td.warehouse", Setting.QUERY_FILE: "td>",
 }
 _TOP_KEYS = ("name", "timezone", "schedule", "delay", "source", "result_connection", "result_settings",
              *_DESTINATION_KEYS, "output_root", "rejects", "beam_args", "cron_semantics", "notify", "query",
@@ -58,6 +59,11 @@ class Job:
     notify: Notify | None = None
     tasks: tuple[tuple[str, RunSettings], ...] = ()  # a workflow's (task name, settings), in file order
 
+    def key_of(self, setting: Setting) -> str:
+        """How the job file writes `setting`: `result_settings.skip_invalid_records`, or in a
+        workflow file `_export.td.database`."""
+        return _key_in_file(setting, workflow=self.path.endswith(WORKFLOW_SUFFIX))
+
 
 def load_job(path) -> Job:
     """Reads and checks a job file (YAML, or a `.dig` workflow); relative paths in it are taken
@@ -73,7 +79,7 @@ def _load_workflow(path: str) -> Job:
     """A `.dig` file's tasks, each checked as a job file holding the workflow's shared keys."""
     workflow = read_workflow(path)
     jobs = [
-        _job_from(_JobFile(path, label=f"{path}: task +{task.name}"), {**workflow.document, **task.document},
+        _job_from(_JobFile(path, label=f"{path}: task +{task.name}", workflow=True), {**workflow.document, **task.document},
                   query_context=workflow.context)
         for task in workflow.tasks
     ]
@@ -100,7 +106,7 @@ def _job_from(document: "_JobFile", top: dict, *, query_context: QueryContext | 
         try:
             cron_fields(expression, cron_semantics)
         except ValueError as error:
-            document.fail(f"schedule {expression!r} {error}")
+            document.fail(f"schedule {expression!r} {error}{_shortcut_hint(expression)}")
     try:
         notify = parse_notify(top.get("notify"), base_dir)
     except ValueError as error:
@@ -163,7 +169,7 @@ def _job_from(document: "_JobFile", top: dict, *, query_context: QueryContext | 
     try:
         settings = RunSettings(**{key: value for key, value in given.items() if value is not None})
     except SettingError as error:
-        document.fail(f"{_KEY_OF_SETTING.get(error.setting, error.setting)}: {error.problem}")
+        document.fail(error.worded(document.key_of))
     return Job(name=name, settings=settings, path=path, timezone=timezone, schedule=expression, delay=delay,
                cron_semantics=cron_semantics, notify=notify)
 
@@ -193,6 +199,18 @@ def _duration(document: "_JobFile", value) -> datetime.timedelta:
     return datetime.timedelta(hours=hours, minutes=minutes, seconds=seconds)
 
 
+def _key_in_file(setting: Setting, *, workflow: bool) -> str:
+    if workflow and setting in _WORKFLOW_KEYS:
+        return _WORKFLOW_KEYS[setting]
+    return setting.job_key or setting.flag  # a setting no job file holds came from the command line
+
+
+def _shortcut_hint(expression: str) -> str:
+    """`daily` for `@daily`: the shortcuts are written with their `@`, quoted."""
+    shortcut = "@" + expression.strip().lower()
+    return f' (did you mean "{shortcut}"?)' if shortcut in ALIASES else ""
+
+
 def _relative_to(base_dir: str, location: str) -> str:
     """A local path taken from the job file's folder; URIs such as s3://... are left as they are."""
     if "://" in location:
@@ -218,9 +236,10 @@ class _UniqueKeyLoader(PlainLoader):
 class _JobFile:
     """Reads typed values out of one job file, each error naming the file and the key path."""
 
-    def __init__(self, path: str, *, label: str | None = None):
+    def __init__(self, path: str, *, label: str | None = None, workflow: bool = False):
         self.path = path
         self.label = label or path  # where messages say the error is
+        self.workflow = workflow
 
     def fail(self, message: str):
         raise ConfigError(f"{self.label}: {message}")
@@ -237,20 +256,27 @@ class _JobFile:
             mark = getattr(error, "problem_mark", None)
             where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
             problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-            self.fail(f"not valid YAML: {problem}{where}")
+            hint = quoting_hint(self.path, error)
+            self.fail(f"not valid YAML: {problem}{where}{hint}")
 
     def mapping(self, value, key: str, *, required: bool = False) -> dict:
         if value is None and not required:
             return {}
         if not isinstance(value, dict):
             what = f"{key} must be" if key else "must hold"
-            self.fail(f"{what} a mapping of keys to values, got {_shown(value)}")
+            self.fail(f"{what} a mapping of keys to values, got {shown(value)}")
         return value
 
     def check_keys(self, mapping: dict, allowed, prefix: str) -> None:
         for key in mapping:
             if key not in allowed:
-                self.fail(f"unknown key {prefix}{key}")
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                guess = f"did you mean {prefix}{close[0]}? " if close else ""
+                self.fail(f"unknown key {prefix}{key} ({guess}allowed: {', '.join(allowed)})")
+
+    def key_of(self, setting: Setting) -> str:
+        """How this file writes `setting` (`result_settings.skip_invalid_records`)."""
+        return _key_in_file(setting, workflow=self.workflow)
 
     def string(self, mapping: dict, key: str, prefix: str = "", *, required: bool = False) -> str | None:
         value = mapping.get(key)
@@ -259,7 +285,7 @@ class _JobFile:
                 self.fail(f"{prefix}{key} is required")
             return None
         if not isinstance(value, str) or not value.strip():
-            self.fail(f"{prefix}{key} must be a non-empty string, got {_shown(value)}")
+            self.fail(f"{prefix}{key} must be a non-empty string, got {shown(value)}")
         return value
 
     def strings(self, mapping: dict, key: str, prefix: str = "") -> list[str]:
@@ -267,7 +293,7 @@ class _JobFile:
         if value is None:
             return []
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-            self.fail(f"{prefix}{key} must be a list of non-empty strings, got {_shown(value)}")
+            self.fail(f"{prefix}{key} must be a list of non-empty strings, got {shown(value)}")
         return list(value)
 
     def number(self, mapping: dict, key: str, prefix: str = "") -> float | None:
@@ -280,21 +306,12 @@ class _JobFile:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.fail(f"{prefix}{key} must be a number, got {_shown(value)}")
+            self.fail(f"{prefix}{key} must be a number, got {shown(value)}")
         return float(value)
 
     def flag(self, mapping: dict, key: str, prefix: str = "") -> bool:
         value = mapping.get(key, False)
         if not isinstance(value, bool):
-            self.fail(f"{prefix}{key} must be true or false, got {_shown(value)}")
+            self.fail(f"{prefix}{key} must be true or false, got {shown(value)}")
         return value
 
-
-def _shown(value) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return repr(value)

@@ -10,6 +10,7 @@ import os
 import urllib.parse
 
 from pipeline.config.connections import resolve_env
+from pipeline.config.wording import shown
 from pipeline.errors import ConfigError
 
 __all__ = ["DEFAULT_EVENTS", "EVENTS", "Notify", "parse_notify", "webhook_url"]
@@ -50,7 +51,7 @@ def parse_notify(value, base_dir: str) -> Notify | None:
     events = value.get("on", list(DEFAULT_EVENTS))
     events = [events] if isinstance(events, str) else events
     if not isinstance(events, list) or not events or not all(event in EVENTS for event in events):
-        raise ValueError(f"notify.on must be a list of {', '.join(EVENTS)}, got {_shown(value.get('on'))}")
+        raise ValueError(f"notify.on must be a list of {', '.join(EVENTS)}, got {shown(value.get('on'))}")
     webhook = value.get("webhook")
     if webhook is not None:
         _check_webhook(webhook)
@@ -59,7 +60,7 @@ def parse_notify(value, base_dir: str) -> Notify | None:
         if not isinstance(command, list) or not command or not all(isinstance(a, str) and a for a in command):
             raise ValueError(
                 "notify.command must be a list, the program then its arguments, such as "
-                f"[/usr/local/bin/page-oncall, --team, audiences], got {_shown(command)}"
+                f"[/usr/local/bin/page-oncall, --team, audiences], got {shown(command)}"
             )
         command = (_program(base_dir, command[0]), *command[1:])
     if webhook is None and command is None:
@@ -99,10 +100,3 @@ def _program(base_dir: str, program: str) -> str:
         return os.path.normpath(os.path.join(base_dir, program))
     return program
 
-
-def _shown(value) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, dict):
-        return "a mapping"
-    return repr(value)

@@ -27,6 +27,7 @@ import zoneinfo
 
 import yaml
 
+from pipeline.config.yaml_loader import quoting_hint
 from pipeline.errors import ConfigError
 from pipeline.schedule.cron import cron_fields
 
@@ -273,7 +274,8 @@ class _Reader:
             mark = getattr(error, "problem_mark", None)
             where = f"line {mark.line + 1}: " if mark else ""
             problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-            raise ConfigError(f"{self.path}: {where}not valid YAML: {problem}") from None
+            hint = quoting_hint(self.path, error)
+            raise ConfigError(f"{self.path}: {where}not valid YAML: {problem}{hint}") from None
         if node is None:
             raise ConfigError(f"{self.path}: the workflow file is empty")
         return node

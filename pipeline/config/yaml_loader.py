@@ -6,15 +6,18 @@ YAML 1.2, only `true` and `false` are booleans and times stay text; everything e
 SafeLoader's (no Python objects).
 """
 
+import itertools
 import re
 
 import yaml
 
-__all__ = ["PlainLoader"]
+__all__ = ["PlainLoader", "quoting_hint"]
 
 _BOOL = "tag:yaml.org,2002:bool"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
+_RESERVED_STARTS = ("@", "`", "*", "&", "!", "%", "|", ">")
+"""Characters a plain (unquoted) YAML value cannot start with, or that make it something else."""
 
 
 class PlainLoader(yaml.SafeLoader):
@@ -39,3 +42,21 @@ PlainLoader.add_implicit_resolver(
     ),
     list("-+0123456789."),
 )
+
+
+def quoting_hint(path: str, error: yaml.YAMLError) -> str:
+    """Advice for a YAML error on a line `key: value` whose value YAML cannot read unquoted
+    (a cron rule: `@daily` starts with a reserved character, `*/5 * * * *` with an alias)."""
+    mark = getattr(error, "problem_mark", None)
+    if mark is None:
+        return ""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            line = next(itertools.islice(handle, mark.line, None), "")
+    except (OSError, UnicodeDecodeError):
+        return ""
+    key, colon, value = line.partition(":")
+    value = value.split(" #", 1)[0].strip()
+    if not colon or not key.strip() or not value.startswith(_RESERVED_STARTS):
+        return ""
+    return f'; quote the value: {key.strip()}: "{value}"'

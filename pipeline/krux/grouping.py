@@ -18,7 +18,6 @@ __all__ = [
     "UNKNOWN_ROWS_PARTITIONS",
     "group_lines",
     "in_pass",
-    "partition_ids",
     "passes_for",
     "plan_partitions",
     "split_by_partition",
@@ -85,22 +84,15 @@ def to_triples(norm: NormalizedBatch, segment_attribute: str) -> pa.Table:
     )
 
 
-def partition_ids(users: pa.Array | pa.ChunkedArray, partitions: int) -> np.ndarray:
-    """Partition number in `[0, partitions)` of each user id, the same in every process.
+def user_hashes(users: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The 64-bit hash of each user id, the same in every process: its partition and bucket.
 
     The hash is 64-bit FNV-1a over the id's UTF-8 bytes, finished by MurmurHash3's fmix64 so
-    that every bit of the result depends on every byte, taken modulo `partitions`. Python's
-    `hash()` is salted per process and pyarrow 25 has no scalar hash kernel, so the hash is
-    computed with numpy straight from the offsets and data buffers: the result depends only on
-    the text, not on string vs large_string, slicing or chunking. A null hashes as "".
+    that every bit of the result depends on every byte. Python's `hash()` is salted per
+    process and pyarrow 25 has no scalar hash kernel, so the hash is computed with numpy
+    straight from the offsets and data buffers: the result depends only on the text, not on
+    string vs large_string, slicing or chunking. A null hashes as "".
     """
-    if partitions < 1:
-        raise ValueError(f"partitions must be at least 1, got {partitions}")
-    return (user_hashes(users) % np.uint64(partitions)).astype(np.int64)
-
-
-def user_hashes(users: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """The 64-bit hash of each user id that `partition_ids` reduces (see there)."""
     return _hash_utf8(_hash_key(users))
 
 

@@ -14,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.krux.arrow_strings import value_bytes, value_offsets
+
 __all__ = [
     "MAX_VALUE_CHARS",
     "InvalidReason",
@@ -34,7 +36,7 @@ _VALUE_RESERVED = b"^;,\r\n"
 """The reserved characters (docs/line.md, `reserved_character`), all ASCII: in UTF-8 their bytes never occur inside another
 character, so a byte scan of the data buffer finds exactly the values that hold them."""
 
-_MAX_STRING_BYTES = 2**31 - 1
+MAX_STRING_BYTES = 2**31 - 1
 """Arrow's ``string`` type addresses at most this many bytes; past it lines are ``large_string``."""
 
 _FLOAT_POSITIONAL = (1e-4, 1e16)
@@ -143,14 +145,15 @@ def normalize(batch: pa.RecordBatch, rules: LineRules) -> NormalizedBatch:
     return NormalizedBatch(user, segments, tuple(attributes), reasons, reason_columns)
 
 
-def build_lines(norm: NormalizedBatch, segment_attribute: str) -> pa.Array:
+def build_lines(norm: NormalizedBatch, segment_attribute: str, *, max_string_bytes: int = MAX_STRING_BYTES) -> pa.Array:
     """One ``\\n``-terminated Krux line per row of ``norm`` (docs/line.md).
 
     ``<user>^<segment_attribute>:<v1>,<v2>;<attr>:<v1>...``: attributes without values are left
     out. Meant for valid rows only. The result is one contiguous array, so its data buffer is
-    the lines' bytes; it is ``large_string`` only when the text would not fit in ``string``.
+    the lines' bytes; it is ``large_string`` only when the text would not fit in ``string``
+    (``max_string_bytes``).
     """
-    text_type = pa.large_string() if _text_bytes(norm, segment_attribute) > _MAX_STRING_BYTES else pa.string()
+    text_type = pa.large_string() if _text_bytes(norm, segment_attribute) > max_string_bytes else pa.string()
     pairs = [_pair_text(segment_attribute, norm.segments, text_type)]
     pairs += [_pair_text(name, values, text_type) for name, values in norm.attributes]
     nothing = _value_counts(norm.segments, [lists for _, lists in norm.attributes]) == 0
@@ -472,12 +475,10 @@ def _holding(strings: pa.Array, characters: bytes) -> np.ndarray:
     found = np.zeros(len(strings), dtype=bool)
     if len(strings) == 0:
         return found
-    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int32)[
-        strings.offset : strings.offset + len(strings) + 1
-    ]
-    if offsets[0] == offsets[-1]:
+    offsets = value_offsets(strings)
+    data = value_bytes(strings)
+    if not len(data):
         return found
-    data = np.frombuffer(strings.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
     hit = data == characters[0]
     for character in characters[1:]:
         hit |= data == character

@@ -19,9 +19,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.krux.arrow_strings import value_bytes
 from pipeline.krux.lines import is_string_type, render_text
 
-__all__ = ["reject_lines"]
+__all__ = ["PREVIEW_CHARS", "describe_invalid_row", "redacted_preview", "reject_lines"]
+
+PREVIEW_CHARS = 2
+"""Characters of an invalid value a message shows: enough to find it, not enough to leak it."""
 
 MAX_BLOCK_INPUT_BYTES = 128 * 1024**2
 """Input bytes turned into one block of lines. Escaping grows text at most sixfold (a control
@@ -47,6 +51,27 @@ def reject_lines(
         *reject_lines(table, batch.slice(0, half), reasons[:half], max_block_bytes=max_block_bytes),
         *reject_lines(table, batch.slice(half), reasons[half:], max_block_bytes=max_block_bytes),
     ]
+
+
+def describe_invalid_row(table: str, first_row: int | None, batch: pa.RecordBatch, rows, index: int) -> str:
+    """One invalid row for a message: `table segment_a row 7: value_too_long in column email
+    (value 'Br…' (300 characters))`; `rows` is the batch's `NormalizedBatch`."""
+    reason = rows.reasons[index].as_py()
+    column = rows.reason_columns[index].as_py()
+    where = f"table {table} row {first_row + index}" if first_row is not None else f"table {table}"
+    detail = f"{where}: {reason}"
+    if column is not None:
+        detail += f" in column {column} ({redacted_preview(batch.column(column)[index].as_py())})"
+    return detail
+
+
+def redacted_preview(value) -> str:
+    """Enough of a value to find it, not enough to leak it: `'Br…' (24 characters)`."""
+    if value is None:
+        return "value null"
+    text = value if isinstance(value, str) else str(value)
+    shown = text[:PREVIEW_CHARS].replace("\r", "\\r").replace("\n", "\\n")
+    return f"value {shown!r}… ({len(text)} characters)" if len(text) > PREVIEW_CHARS else f"value {text!r}"
 
 
 def _block(table: str, batch: pa.RecordBatch, reasons: pa.Array) -> pa.Array:
@@ -107,11 +132,9 @@ def _escaped(strings: pa.Array) -> pa.Array:
     The bytes that need it are ASCII or start a line separator, so one numpy scan of the data
     buffer finds which are there, and only those are replaced (most batches hold none).
     """
-    offsets, data = strings.buffers()[1:3]
-    if data is None or not len(strings):
+    raw = value_bytes(strings)  # this slice's bytes only
+    if not len(raw):
         return strings
-    ends = np.frombuffer(offsets, dtype=np.int32)[[strings.offset, strings.offset + len(strings)]]
-    raw = np.frombuffer(data, dtype=np.uint8)[ends[0] : ends[1]]  # this slice's bytes only
     found = np.unique(raw[(raw < 0x20) | (raw == 0x22) | (raw == 0x5C) | (raw == 0xE2)])
     replacements = [("\\", "\\\\")] if 0x5C in found else []  # the escape character first
     replacements += [(chr(code), f"\\u{code:04x}") for code in found if code < 0x20]

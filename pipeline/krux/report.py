@@ -7,17 +7,25 @@ exactly what the published shards hold: only the shards named in the manifest ar
 
 import dataclasses
 import json
+from typing import NamedTuple
 
-__all__ = ["RunReport"]
+__all__ = ["RunReport", "StagedObject"]
+
+
+class StagedObject(NamedTuple):
+    """A shard or rejects part written to staging; `[key, bytes]` in the manifest's JSON."""
+
+    key: str
+    bytes: int
 
 
 @dataclasses.dataclass
 class RunReport:
-    rows: dict = dataclasses.field(default_factory=dict)  # table -> rows read
-    invalid: dict = dataclasses.field(default_factory=dict)  # reason -> rows
-    shards: list = dataclasses.field(default_factory=list)  # [key, bytes] per shard
+    rows: dict[str, int] = dataclasses.field(default_factory=dict)  # table -> rows read
+    invalid: dict[str, int] = dataclasses.field(default_factory=dict)  # reason -> rows
+    shards: list[StagedObject] = dataclasses.field(default_factory=list)
     lines: int = 0
-    rejects_parts: list = dataclasses.field(default_factory=list)  # [key, bytes] per rejects part
+    rejects_parts: list[StagedObject] = dataclasses.field(default_factory=list)
     users_on_several_lines: int = 0  # ungrouped: users with more than one line
     users_on_several_lines_estimated: bool = False  # counted on a sample of users (very many users)
 
@@ -38,4 +46,7 @@ class RunReport:
 
     @classmethod
     def from_json(cls, data: bytes) -> "RunReport":
-        return cls(**json.loads(data))
+        fields = json.loads(data)
+        for name in ("shards", "rejects_parts"):
+            fields[name] = [StagedObject(key, size) for key, size in fields.get(name, [])]
+        return cls(**fields)

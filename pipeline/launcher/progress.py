@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from tqdm import tqdm
 
+from pipeline.config.wording import plural
 from pipeline.launcher.beam_options import is_local_runner
 from transforms import metrics
 from transforms.progress import Progress, ProgressChannel
@@ -148,7 +149,8 @@ class ProgressDisplay:
     def describe(self, progress: Progress, elapsed: float) -> str:
         """One plain line: `3,276,800 of 10,000,000 rows read (32%), 12 shards written, ...`."""
         total, rows = self._total_rows, progress.rows
-        read = f"{rows:,} of {total:,} rows read ({min(100, 100 * rows // total)}%)" if total else f"{rows:,} rows read"
+        read = f"{rows:,} of {plural(total, 'row')} read ({min(100, 100 * rows // total)}%)" if total else \
+            f"{plural(rows, 'row')} read"
         text = f"{read}, {_shards(progress.shards)}, {_duration(elapsed)} elapsed"
         if total and 0 < rows < total:
             text += f", about {_duration(elapsed * max(0, total - rows) / rows)} left"
@@ -187,7 +189,7 @@ def _is_terminal(stream) -> bool:
 
 
 def _shards(count: int) -> str:
-    return f"{count} shard{'' if count == 1 else 's'} written"
+    return f"{plural(count, 'shard')} written"
 
 
 def _duration(seconds: float) -> str:

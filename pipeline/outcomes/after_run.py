@@ -32,7 +32,7 @@ def after_run(
     it, and the stop must stay prompt).
     """
     try:
-        record_run(summary, export_name=export_name, started_at=started_at)
+        record_run(summary, export_name=export_name, started_at=started_at, job_name=job_name)
     except OSError as error:
         log.warning("the run was not added to the history %s: %s", history_file(export_name),
                     error.strerror or error)

@@ -38,15 +38,18 @@ def record_run(
     *,
     export_name: str,
     started_at: datetime.datetime,
+    job_name: str | None = None,
     home: Path | str | None = None,
     keep: int = KEEP_RUNS,
     trim_at: int = TRIM_AT_RUNS,
 ) -> Path:
-    """Appends the run's summary line, with `started_at` and `export_name`; returns the file.
+    """Appends the run's summary line, with `started_at`, `export_name` and, for a job's run,
+    `job` (its name: jobs may share an export name); returns the file.
 
     Raises OSError when the file cannot be written (the caller warns; a run's outcome stands).
     """
-    line = json.dumps({"started_at": _utc_text(started_at), "export_name": export_name, **summary.to_json()})
+    job = {"job": job_name} if job_name is not None else {}
+    line = json.dumps({"started_at": _utc_text(started_at), "export_name": export_name, **job, **summary.to_json()})
     path = history_file(export_name, home)
     # $KRUX_EXPORT_HOME too is created private (SPEC §7), as `connection add` creates it; a
     # folder that exists keeps the mode its owner gave it.
@@ -62,8 +65,8 @@ def record_run(
     return path
 
 
-def read_history(export_name: str, last: int, home: Path | str | None = None) -> list[str]:
-    """The last `last` lines of the export's history, oldest first; [] when there is none."""
+def read_history(export_name: str, last: int | None, home: Path | str | None = None) -> list[str]:
+    """The last `last` lines (all when None) of the export's history, oldest first; [] when there is none."""
     path = history_file(export_name, home)
     try:
         with _locked(path, fcntl.LOCK_SH, create=False) as handle:
@@ -71,7 +74,8 @@ def read_history(export_name: str, last: int, home: Path | str | None = None) ->
             lines = handle.read().decode("utf-8", errors="replace").splitlines()
     except FileNotFoundError:
         return []
-    return [line for line in lines if line.strip()][-last:]
+    lines = [line for line in lines if line.strip()]
+    return lines[-last:] if last is not None else lines
 
 
 class _locked:

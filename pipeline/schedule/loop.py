@@ -47,18 +47,26 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The real clock, in UTC."""
+    """The real clock, in UTC. `wall` and `sleep` are the system's unless given (tests give theirs)."""
 
     SLICE_SECONDS = 1.0
     """Longest single sleep: a clock stepped by NTP or a machine waking from suspend is noticed
     within this long, and SIGTERM/SIGINT are handled between slices at the latest."""
 
+    def __init__(
+        self,
+        *,
+        wall: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(UTC),
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self._wall, self._sleep = wall, sleep
+
     def now(self) -> datetime.datetime:
-        return datetime.datetime.now(UTC)
+        return self._wall()
 
     def sleep_until(self, moment: datetime.datetime) -> None:
         while (remaining := (moment - self.now()).total_seconds()) > 0:
-            time.sleep(min(remaining, self.SLICE_SECONDS))
+            self._sleep(min(remaining, self.SLICE_SECONDS))
 
 
 def run_schedule(

@@ -23,8 +23,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from pipeline.config.workflow import read_query_file, render_query
-from pipeline.errors import ExportError, SchemaError, StorageError, UsageError
+from pipeline.errors import ExportError, SchemaError, StorageError
 from pipeline.krux.lines import LineRules
 from pipeline.sources import delta, iceberg
 from pipeline.sources.delta import DeltaSnapshot
@@ -90,19 +89,16 @@ def query_of(settings, date: datetime.date, moment: datetime.datetime) -> Query 
 
     `date` is the export's day and `moment` the run's start (`${session_date}`, `${session_time}`).
     """
-    if settings.query is None and settings.query_file is None:
+    text = settings.query_text(date, moment)
+    if text is None:
         return None
-    if settings.query is not None:
-        sql, origin = settings.query, "--query"
-    else:
-        sql, origin = read_query_file(settings.query_file), settings.query_file
-    if settings.query_context is not None:
-        sql = render_query(sql, settings.query_context, date, moment, origin)
     if settings.warehouse is not None:
-        return plan_warehouse_query(sql, origin, settings.warehouse, segment_attribute=settings.segment_attribute)
+        return plan_warehouse_query(
+            text.sql, text.origin, settings.warehouse, segment_attribute=settings.segment_attribute
+        )
     return plan_query(
-        sql,
-        origin,
+        text.sql,
+        text.origin,
         sources=settings.sources,
         database=settings.database,
         segment_attribute=settings.segment_attribute,

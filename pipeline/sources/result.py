@@ -28,6 +28,7 @@ def check_result_schema(schema: pa.Schema, query) -> None:
         got = ", ".join(names[:2]) or "no columns"
         raise SchemaError(
             f"{query.origin}: the result's first two columns must be {USER_COLUMN} and {SEGMENT_COLUMN} "
-            f"(in that order), got {got}"
+            f"(in that order), got {got}; rename them with AS, e.g. SELECT KUID AS {USER_COLUMN}, "
+            f"segment_name AS {SEGMENT_COLUMN}"
         )
     check_columns(QUERY_TABLE, schema, query.rules, where=f" ({query.origin})")

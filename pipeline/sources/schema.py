@@ -2,7 +2,7 @@
 
 import pyarrow as pa
 
-from pipeline.config.settings import ATTRIBUTE_NAME_PATTERN
+from pipeline.config.settings import ATTRIBUTE_NAME_PATTERN, Setting
 from pipeline.errors import SchemaError
 from pipeline.krux.lines import LineRules, attribute_type_supported, is_string_type
 
@@ -14,9 +14,12 @@ def check_columns(table: str, schema: pa.Schema, rules: LineRules, where: str = 
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise SchemaError(f"{place}: column {duplicates[0]} appears more than once")
-    for column in (rules.user_column, rules.segment_column):
+    for column, setting in ((rules.user_column, Setting.USER_COLUMN), (rules.segment_column, Setting.SEGMENT_COLUMN)):
         if column not in names:
-            raise SchemaError(f"{place}: no column {column} (columns: {', '.join(names)})")
+            raise SchemaError(
+                f"{place}: no column {column} (columns: {', '.join(names)}); "
+                f"name the column with {setting.flag} ({setting.job_key} in a job file)"
+            )
         data_type = schema.field(column).type
         if not (is_string_type(data_type) or pa.types.is_null(data_type)):
             raise SchemaError(f"{place}: column {column} is {data_type}, expected a string column")

@@ -14,7 +14,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.krux.grouping import group_lines, to_triples
 from pipeline.krux.lines import LineRules, normalize
-from pipeline.krux.report import RunReport
+from pipeline.krux.report import RunReport, StagedObject
 from pipeline.sources.files import ReadTask, TableBatch
 from pipeline.storage.stores import StoreSpec
 from transforms.check import STOPPED, CheckRecords, FormatLines, StopSignal
@@ -129,14 +129,16 @@ def test_write_shards_rolls_over_and_the_shards_concatenate_to_all_lines(tmp_pat
 
 
 def test_run_report_survives_json_and_adds_up():
-    first = RunReport(rows={"a": 2}, invalid={"no_attributes": 1}, rejects_parts=[["p1", 5]])
-    second = RunReport(rows={"a": 1, "b": 4}, invalid={"no_attributes": 2}, shards=[["k", 10]], lines=3,
-                       rejects_parts=[["p2", 7]])
+    first = RunReport(rows={"a": 2}, invalid={"no_attributes": 1}, rejects_parts=[StagedObject("p1", 5)])
+    second = RunReport(rows={"a": 1, "b": 4}, invalid={"no_attributes": 2}, shards=[StagedObject("k", 10)], lines=3,
+                       rejects_parts=[StagedObject("p2", 7)])
     merged = RunReport.from_json(first.merge(second).to_json())
     assert merged.rows == {"a": 3, "b": 4} and merged.invalid == {"no_attributes": 3}
-    assert merged.shards == [["k", 10]] and merged.lines == 3
-    assert merged.rejects_parts == [["p1", 5], ["p2", 7]]
-    assert json.loads(merged.to_json())["lines"] == 3
+    assert merged.shards == [StagedObject("k", 10)] and merged.lines == 3
+    assert [(part.key, part.bytes) for part in merged.rejects_parts] == [("p1", 5), ("p2", 7)]
+    manifest = json.loads(merged.to_json())
+    assert manifest["lines"] == 3
+    assert manifest["shards"] == [["k", 10]] and manifest["rejects_parts"] == [["p1", 5], ["p2", 7]]
 
 
 GROUPING_BATCHES = [

@@ -3,7 +3,7 @@
 import gzip
 import importlib.util
 import json
-import shutil
+import runpy
 import sys
 import types
 from pathlib import Path
@@ -16,38 +16,78 @@ from pipeline.commands import cli
 from pipeline.config.connections import Connection, save_connection
 from pipeline.config.settings import RunSettings
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
 
 
-def test_the_daily_activate_to_krux_job_consolidates_activations_into_one_file(
-    tmp_path, s3, bucket, s3_endpoint, capsys, monkeypatch
-):
+@pytest.fixture
+def example_connection(tmp_path, bucket, s3_endpoint, monkeypatch):
+    """The connection the examples name, as `connection add` would save it, to the test's S3 server."""
     monkeypatch.setenv("KRUX_EXPORT_HOME", str(tmp_path / "home"))
     save_connection(Connection(name="my_salesforce_dmp_connector", client_name="client-treasure-data",
                                access_key_id="AKIAEXAMPLE", secret_access_key="example", bucket=bucket,
                                endpoint_url=s3_endpoint))
-    job = tmp_path / "activate_to_krux.yml"
-    shutil.copy(EXAMPLES / "activate_to_krux.yml", job)
-    warehouse = tmp_path / "warehouse" / "activate_to_krux"
-    warehouse.mkdir(parents=True)
-    # Two Audience Studio activations (KUID, segment_name), one user in both, one bad row.
-    pq.write_table(pa.table({"KUID": ["k1", "k2"], "segment_name": ["Luxury Buyers", "Golfers"]}),
-                   warehouse / "segment_activation_1.parquet")
-    pq.write_table(pa.table({"KUID": ["k1", ""], "segment_name": ["Golfers", "Golfers"]}),
-                   warehouse / "segment_activation_2.parquet")
 
-    code = cli.main(["run", "--job", str(job), "--date", "2026-11-28", "--runner=FnApiRunner"])
+
+def published_lines(s3, bucket, day):
+    key = f"client-treasure-data/uploads/{day}/first_party_segment.txt.gz"
+    return gzip.decompress(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).decode().splitlines()
+
+
+def test_the_shipped_activations_are_what_the_demo_writer_writes(tmp_path):
+    demo = runpy.run_path(str(REPO / "tools" / "demo.py"))
+    demo["write_activations"](str(tmp_path))
+    shipped = EXAMPLES / "warehouse" / "activate_to_krux"
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(p.name for p in tmp_path.iterdir())
+    for written in tmp_path.iterdir():
+        assert (shipped / written.name).read_text() == written.read_text()
+
+
+def test_the_daily_job_consolidates_the_shipped_activations_into_one_line_per_user(
+    example_connection, s3, bucket, capsys
+):
+    code = cli.main(["run", "--job", str(EXAMPLES / "activate_to_krux.yml"), "--date", "2026-11-28",
+                     "--runner=FnApiRunner"])
     out, err = capsys.readouterr()
     assert code == 0, err
     summary = json.loads(out.splitlines()[-1])
-    key = "client-treasure-data/uploads/2026-11-28/first_party_segment.txt.gz"
-    lines = gzip.decompress(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).decode().splitlines()
-    assert sorted(lines) == ["k1^segment:Golfers,Luxury Buyers", "k2^segment:Golfers"]
+    assert sorted(published_lines(s3, bucket, "2026-11-28")) == [
+        "k0001^segment:High Value",
+        "k0002^segment:Churn Risk,High Value",
+        "k0003^segment:High Value",
+        "k0004^segment:Churn Risk",
+        "k0005^segment:Churn Risk",
+    ]
     assert summary["invalid"] == {"missing_user_id": 1}
+    assert summary["rows_read"] == {"total": 7, "tables": {"segment_churn_risk": 3, "segment_high_value": 4}}
 
-    assert cli.main(["schedule", str(job), "--next", "2"]) == 0
+    assert cli.main(["schedule", str(EXAMPLES / "activate_to_krux.yml"), "--next", "2"]) == 0
     times = capsys.readouterr().out.split()
     assert len(times) == 2 and all(t.endswith("T00:10:00+00:00") for t in times)
+
+
+def test_the_workflow_file_exports_its_query_over_the_shipped_activations(example_connection, s3, bucket, capsys):
+    code = cli.main(["run", "--job", str(EXAMPLES / "daily_krux.dig"), "--date", "2026-11-28",
+                     "--runner=FnApiRunner"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert sorted(published_lines(s3, bucket, "2026-11-28")) == [
+        f"{user}^segment:{segment};exported_on:2026-11-28"
+        for user, segment in [("k0001", "High Value"), ("k0002", "Churn Risk"), ("k0002", "High Value"),
+                              ("k0003", "High Value"), ("k0004", "Churn Risk"), ("k0005", "Churn Risk")]
+    ]
+    assert json.loads(out.splitlines()[-1])["invalid"] == {"missing_user_id": 1}
+
+
+def test_the_examples_run_as_getting_started_says_into_a_local_folder(example_connection, tmp_path, capsys):
+    out_root = tmp_path / "example_out"
+    for job in ("activate_to_krux.yml", "daily_krux.dig"):
+        code = cli.main(["run", "--job", str(EXAMPLES / job), "--output-root", str(out_root), "--date", "2026-11-28",
+                         "--runner=FnApiRunner"])
+        assert code == 0, capsys.readouterr().err
+        lines = gzip.decompress((out_root / "2026-11-28" / "first_party_segment.txt.gz").read_bytes()).decode()
+        assert len(lines.splitlines()) == (5 if job.endswith(".yml") else 6)
+    assert not list(EXAMPLES.rglob("*.gz"))  # nothing written beside the examples
 
 
 def test_the_airflow_dag_is_valid_python():

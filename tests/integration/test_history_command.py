@@ -57,6 +57,7 @@ def failing_with(error):
 
 
 def write_job(tmp_path, extra=""):
+    (tmp_path / "warehouse").mkdir(exist_ok=True)
     path = tmp_path / "job.yml"
     path.write_text(textwrap.dedent("""\
         name: daily_krux
@@ -87,13 +88,13 @@ def test_a_real_run_and_a_failed_one_are_recorded_and_told(tmp_path, home, webho
     assert krux(["run", "--job", str(job), "--database", str(tmp_path / "missing"), "--date", "2026-11-29"]) == 2
     out, err = capsys.readouterr()
     failed = json.loads(out.splitlines()[-1])
-    # The failure names the run and its day (SPEC §7), in the line, the history and the notification.
-    assert failed == {"status": "failed", "exit_code": 2, "error": f"{tmp_path / 'missing'}: no such directory",
-                      "run_id": failed["run_id"], "date": "2026-11-29"}
-    assert failed["run_id"] != summary["run_id"]
+    # The failure names its day (SPEC §7), in the line, the history and the notification; no run
+    # id: the run never started.
+    assert failed == {"status": "failed", "exit_code": 2,
+                      "error": f"--database: {tmp_path / 'missing'}: no such directory", "date": "2026-11-29"}
 
     stored = [json.loads(line) for line in history_lines(home)]
-    started = {"started_at": "2026-11-28T09:30:00Z", "export_name": "daily_krux"}
+    started = {"started_at": "2026-11-28T09:30:00Z", "export_name": "daily_krux", "job": "daily_krux"}
     assert stored == [{**started, **summary}, {**started, **failed}]
     assert [body for _, _, body in webhook.received] == [
         {**summary, "job": "daily_krux", "event": "success",
@@ -149,7 +150,7 @@ def test_a_history_that_cannot_be_written_is_a_warning_and_the_run_still_succeed
     assert json.loads(out.splitlines()[-1]) == SUCCEEDED
     assert err.splitlines() == [
         f"krux-export: the run was not added to the history {not_a_folder}/history/daily_krux.jsonl: Not a directory",
-        "krux-export: published s3://krux-partners/acme/uploads/2026-11-28/daily_krux.txt.gz (1234 bytes, 10 lines)",
+        "krux-export: published s3://krux-partners/acme/uploads/2026-11-28/daily_krux.txt.gz (1,234 bytes, 10 lines)",
     ]
 
 
@@ -189,10 +190,28 @@ def test_history_json_prints_the_last_stored_lines_as_they_are(home, capsys):
     assert capsys.readouterr().out.splitlines() == [json.dumps(run) for run in RUNS[1:]]
 
 
-def test_history_of_a_job_reads_its_export_name(tmp_path, home, capsys):
-    write_history(home, "daily_krux", RUNS[:1])
-    assert krux(["history", "--job", str(write_job(tmp_path)), "--last", "1"]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 2  # the header and the one run
+def test_history_of_a_job_shows_its_own_runs_not_those_of_another_job_of_the_same_export(tmp_path, home, capsys):
+    ours, theirs, by_hand = ({**RUNS[0], "export_name": "daily_krux", "job": "daily_krux"},
+                             {**RUNS[1], "export_name": "daily_krux", "job": "hourly_krux"},
+                             {**RUNS[2], "export_name": "daily_krux"})
+    write_history(home, "daily_krux", [ours, theirs, by_hand, {**ours, "started_at": "2026-11-29T00:10:04Z"}])
+    job = str(write_job(tmp_path))
+
+    assert krux(["history", "--job", job, "--json"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        json.dumps(ours), json.dumps({**ours, "started_at": "2026-11-29T00:10:04Z"})
+    ]
+    assert krux(["history", "--job", job, "--json", "--last", "1"]) == 0
+    assert [json.loads(line)["started_at"] for line in capsys.readouterr().out.splitlines()] == ["2026-11-29T00:10:04Z"]
+    assert krux(["history", "--export-name", "daily_krux", "--json"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4  # the export's: every job's, and by hand
+
+
+def test_a_jobs_runs_are_recorded_with_the_jobs_name(tmp_path, home, capsys):
+    assert krux(["run", "--job", str(write_job(tmp_path)), "--date", "2026-11-28"], succeeding) == 0
+    assert krux(["run", "--database", str(tmp_path / "warehouse"), "--output-root", str(tmp_path / "out"),
+                 "--export-name", "daily_krux"], succeeding) == 0
+    assert [json.loads(line).get("job") for line in history_lines(home)] == ["daily_krux", None]
 
 
 def test_history_of_an_export_without_runs_says_so_on_stderr(home, capsys):

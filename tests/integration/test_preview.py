@@ -25,7 +25,7 @@ def test_preview_of_a_big_table_reads_one_small_batch(tmp_path, capsys):
     assert cli.main(["preview", "--source", str(tmp_path / "segment_big.parquet"), "--limit", "3"]) == 0
     out, err = capsys.readouterr()
     assert out.splitlines() == ["u0^segment:s", "u1^segment:s", "u2^segment:s"]
-    rows_read = int(err.split(" rows read")[0].rsplit(" ", 1)[1])
+    rows_read = int(err.split(" rows read")[0].rsplit(" ", 1)[1].replace(",", ""))
     assert rows_read < 10_000
 
 
@@ -39,3 +39,28 @@ def test_preview_schema_errors_exit_2(tmp_path, capsys):
     pq.write_table(pa.table({"user_id": ["u1"]}), tmp_path / "segment_a.parquet")
     assert cli.main(["preview", "--database", str(tmp_path)]) == 2
     assert "table segment_a: no column td_segment" in capsys.readouterr().err
+
+
+def test_preview_shows_the_first_invalid_rows_with_their_values_redacted(tmp_path, capsys):
+    pq.write_table(pa.table({"user_id": ["u1", "", "u3", "u4"],
+                             "td_segment": ["s", "s", "Secret;Segment", "s"],
+                             "email": ["a@example.com", "b@example.com", "c@example.com", "x" * 300]}),
+                   tmp_path / "segment_a.parquet")
+    assert cli.main(["preview", "--database", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["u1^segment:s;email:a@example.com"]
+    assert "1 line from 4 rows read; invalid rows: missing_user_id: 1, reserved_character: 1, value_too_long: 1" in err
+    assert "invalid: table segment_a row 2: missing_user_id" in err
+    assert "invalid: table segment_a row 3: reserved_character in column td_segment (value 'Se'… (14 characters))" in err
+    assert "invalid: table segment_a row 4: value_too_long in column email (value 'xx'… (300 characters))" in err
+    assert "Secret" not in err and "x" * 3 not in err
+
+
+def test_preview_shows_at_most_five_invalid_rows(tmp_path, capsys):
+    pq.write_table(pa.table({"user_id": [""] * 8, "td_segment": ["s"] * 8}), tmp_path / "segment_a.parquet")
+    assert cli.main(["preview", "--database", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "invalid rows: missing_user_id: 8" in err
+    assert [line.split(": ", 2)[2] for line in err.splitlines() if "invalid: table" in line] == [
+        f"table segment_a row {row}: missing_user_id in column user_id (value '')" for row in range(1, 6)
+    ]

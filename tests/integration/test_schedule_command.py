@@ -46,6 +46,7 @@ def schedule_cli(argv, clock, run_export=None):
 
 
 def write_job(tmp_path, text):
+    (tmp_path / "warehouse").mkdir(exist_ok=True)  # the database the jobs here name, when they do not name ./missing
     path = tmp_path / "job.yml"
     path.write_text(textwrap.dedent(text), encoding="utf-8")
     return path
@@ -199,9 +200,9 @@ def test_three_configuration_failures_print_three_failed_lines_then_exit_2(tmp_p
         """)
     assert schedule_cli(["schedule", str(path)], clock) == 2
     out, err = capsys.readouterr()
-    reason = f"{tmp_path / 'missing'}: no such directory"
-    # Each failed run names its own run and the day it exported (its scheduled time's date).
-    assert [without_run_id(json.loads(line)) for line in out.splitlines()] == [
+    reason = f"{path}: source.database: {tmp_path / 'missing'}: no such directory"
+    # Each failed run names the day it exported (its scheduled time's date); no run id: none started.
+    assert [json.loads(line) for line in out.splitlines()] == [
         {"status": "failed", "exit_code": 2, "error": reason, "date": "2026-11-28"},
     ] * 3
     assert [t.isoformat() for t in clock.sleeps] == [
@@ -225,7 +226,7 @@ def test_beam_options_given_to_the_command_follow_the_jobs_own(tmp_path, clock):
     seen = []
     clock.stop_at = 2
 
-    def run_export(settings, tunables=None):
+    def run_export(settings, **_):
         seen.append(settings)
         return RunResult(succeeded())
 
@@ -236,7 +237,7 @@ def test_beam_options_given_to_the_command_follow_the_jobs_own(tmp_path, clock):
 
 
 def test_sigterm_during_a_run_ends_that_run_as_failed_and_stops_the_schedule(tmp_path, clock, capsys):
-    def terminated_mid_run(settings, tunables=None):
+    def terminated_mid_run(settings, **_):
         raise Terminated()
 
     path = write_job(tmp_path, """\
@@ -269,19 +270,19 @@ def test_a_disabled_schedule_tells_each_failure_then_disabled_and_records_each_r
         """)
     assert schedule_cli(["schedule", str(path)], clock) == 2
     out, err = capsys.readouterr()
-    failed = {"status": "failed", "exit_code": 2, "error": f"{tmp_path / 'missing'}: no such directory",
-              "date": "2026-11-28"}
+    failed = {"status": "failed", "exit_code": 2,
+              "error": f"{path}: source.database: {tmp_path / 'missing'}: no such directory", "date": "2026-11-28"}
     disabled = {"status": "failed", "exit_code": 2,
                 "error": f"schedule disabled after 3 consecutive configuration failures: {failed['error']}"}
-    assert [(body["event"], without_run_id(body)) for _, _, body in webhook.received] == [
+    assert [(body["event"], body) for _, _, body in webhook.received] == [
         *[("failure", {**failed, "job": "hourly", "event": "failure",
                        "text": f"hourly: failure, 2026-11-28: {failed['error']}"})] * 3,
         ("disabled", {**disabled, "job": "hourly", "event": "disabled",  # no run of its own
                       "text": f"hourly: schedule disabled after 3 consecutive configuration failures: {failed['error']}"}),
     ]
     history = (tmp_path / "home" / "history" / "first_party_segment.jsonl").read_text().splitlines()
-    assert [without_run_id(json.loads(line)) for line in history] == [
-        {"started_at": f"2026-11-28T{hour}:00:00Z", "export_name": "first_party_segment", **failed}
+    assert [json.loads(line) for line in history] == [
+        {"started_at": f"2026-11-28T{hour}:00:00Z", "export_name": "first_party_segment", "job": "hourly", **failed}
         for hour in (13, 14, 15)
     ]
     assert webhook.token not in out + err
@@ -300,7 +301,7 @@ def test_a_failing_notification_does_not_change_the_schedule(tmp_path, clock, ca
         """)
     clock.stop_at = 3
 
-    def run_export(settings, tunables=None):
+    def run_export(settings, **_):
         return RunResult(succeeded(date=settings.date.isoformat()))
 
     assert schedule_cli(["schedule", str(path)], clock, run_export) == 0
@@ -324,6 +325,6 @@ def test_a_schedule_whose_webhook_variable_is_unset_says_so_when_it_starts(tmp_p
         notify: {webhook: env:KRUX_WEBHOOK_URL}
         """)
     clock.stop_at = 1
-    assert schedule_cli(["schedule", str(path)], clock, lambda settings, tunables=None: None) == 0
+    assert schedule_cli(["schedule", str(path)], clock, lambda settings, **_: None) == 0
     assert ("krux-export: job daily: notify.webhook refers to $KRUX_WEBHOOK_URL, which is not set or empty: "
             "notifications by webhook will fail") in capsys.readouterr().err.splitlines()

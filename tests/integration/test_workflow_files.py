@@ -140,17 +140,16 @@ def test_an_unknown_operator_or_variable_exits_2_naming_it(workflow, capsys, old
 def test_the_example_workflow_runs_as_documented(tmp_path, s3, bucket, s3_endpoint, capsys):
     save_connection(Connection(name="my_salesforce_dmp_connector", client_name=CLIENT, access_key_id="AKIAEXAMPLE",
                                secret_access_key="example", bucket=bucket, endpoint_url=s3_endpoint))
-    shutil.copytree(EXAMPLES, tmp_path / "examples")
-    warehouse = tmp_path / "examples" / "warehouse" / "activate_to_krux"
-    warehouse.mkdir(parents=True)
-    pq.write_table(pa.table({"KUID": ["k1", "k2"], "segment_name": ["high_value"] * 2}),
-                   warehouse / "segment_high_value.parquet")
-    pq.write_table(pa.table({"KUID": ["k2"], "segment_name": ["churn_risk"]}), warehouse / "segment_churn_risk.parquet")
+    shutil.copytree(EXAMPLES, tmp_path / "examples")  # with its sample activate_to_krux database
     code, summaries, err = run_workflow(capsys, tmp_path / "examples" / "daily_krux.dig", "--group-by-user")
     assert code == 0, err
     data = s3.get_object(Bucket=bucket, Key=f"{CLIENT}/uploads/{DAY}/first_party_segment.txt.gz")["Body"].read()
     assert sorted(gzip.decompress(data).decode().splitlines()) == [
-        "k1^segment:high_value;exported_on:2026-11-28",
-        "k2^segment:churn_risk,high_value;exported_on:2026-11-28",
+        "k0001^segment:High Value;exported_on:2026-11-28",
+        "k0002^segment:Churn Risk,High Value;exported_on:2026-11-28",
+        "k0003^segment:High Value;exported_on:2026-11-28",
+        "k0004^segment:Churn Risk;exported_on:2026-11-28",
+        "k0005^segment:Churn Risk;exported_on:2026-11-28",
     ]
-    assert summaries[0]["rows_read"] == {"total": 3, "tables": {"query": 3}}
+    assert summaries[0]["rows_read"] == {"total": 7, "tables": {"query": 7}}
+    assert summaries[0]["invalid"] == {"missing_user_id": 1}

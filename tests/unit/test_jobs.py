@@ -201,7 +201,7 @@ ERRORS = [
     ("result_settings: {export_type: first_party_segment}",
      "result_settings: {export_type: first_party_segment, export_name: first-party}",
      "result_settings.export_name: export name 'first-party' must match [A-Za-z0-9_]+"),
-    ("name: minimal", "name: [a, b]", "name must be a non-empty string, got a list"),
+    ("name: minimal", "name: [a, b]", "name must be a non-empty string, got ['a', 'b']"),
     ("name: minimal", "", "name is required"),
     ("source: {database: db}", "", "source must be a mapping of keys to values, got nothing"),
     ("source: {database: db}", "source: {table_prefix: segment_}",
@@ -214,7 +214,8 @@ ERRORS = [
      "source.user_column must be a non-empty string, got 7"),
     ("result_connection: dmp", "", "no destination: give result_connection, client_name or output_root"),
     ("result_connection: dmp", "client_name: ../other", "client_name: client name '../other' must match"),
-    ("", "rejects: ./rejects", "rejects: needs skip_invalid_records (without it the first invalid row stops the run)"),
+    ("", "rejects: ./rejects",
+     "rejects: needs result_settings.skip_invalid_records (without it the first invalid row stops the run)"),
     ("", "beam_args: --runner=FnApiRunner",
      "beam_args must be a list of non-empty strings, got '--runner=FnApiRunner'"),
     ("", "timezone: Mars/Olympus_Mons",
@@ -301,9 +302,32 @@ def test_cron_outside_standard_five_fields_is_refused_at_load(tmp_path, schedule
         load_job(path)
 
 
-def test_unquoted_cron_starting_with_star_is_reported_as_yaml_with_its_line(tmp_path):
-    path = write_job(tmp_path, with_line(MINIMAL_JOB, "", "schedule: */5 * * * *"))
-    with pytest.raises(ConfigError, match="(?m)" + re.escape(f"{path}: not valid YAML: ") + r".*\(line 5, column 12\)$"):
+@pytest.mark.parametrize("rule, column", [("*/5 * * * *", 12), ("@daily", 11)])
+def test_an_unquoted_cron_rule_is_reported_with_its_line_and_how_to_quote_it(tmp_path, rule, column):
+    path = write_job(tmp_path, with_line(MINIMAL_JOB, "", f"schedule: {rule}   # every day"))
+    with pytest.raises(ConfigError) as raised:
+        load_job(path)
+    text = str(raised.value)
+    assert text.startswith(f"{path}: not valid YAML: ")
+    assert text.endswith(f'(line 5, column {column}); quote the value: schedule: "{rule}"')
+
+
+@pytest.mark.parametrize("rule", ["daily", "Hourly"])
+def test_a_shortcut_without_its_at_sign_hints_at_the_shortcut(tmp_path, rule):
+    path = write_job(tmp_path, with_line(MINIMAL_JOB, "", f'schedule: "{rule}"'))
+    with pytest.raises(ConfigError, match=re.escape(f'(did you mean "@{rule.lower()}"?)')):
+        load_job(path)
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("", "scheduel: '@daily'", "unknown key scheduel (did you mean schedule? allowed: name, timezone, schedule,"),
+    ("source: {database: db}", "source: {database: db, user_col: KUID}",
+     "unknown key source.user_col (did you mean source.user_column? allowed: database, table_prefix, sources,"),
+    ("", "colour: blue", "unknown key colour (allowed: name, timezone, schedule, delay, source,"),
+])
+def test_an_unknown_key_lists_the_allowed_keys_and_the_closest(tmp_path, old, new, message):
+    path = write_job(tmp_path, with_line(MINIMAL_JOB, old, new))
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: {message}")):
         load_job(path)
 
 

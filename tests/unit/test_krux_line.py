@@ -13,7 +13,6 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.krux import lines as krux_line
 from pipeline.krux.lines import (
     InvalidReason,
     LineRules,
@@ -113,11 +112,10 @@ def test_lines_keep_one_entry_per_row_when_a_row_has_no_values():
     assert lines[0] == "u1^segment:a;x:1\n" and lines[2] == "u3^segment:c\n"
 
 
-def test_lines_are_large_string_when_the_text_would_not_fit_in_string(monkeypatch):
-    monkeypatch.setattr(krux_line, "_MAX_STRING_BYTES", 10)
+def test_lines_are_large_string_when_the_text_would_not_fit_in_string():
     norm = normalize_columns({"user_id": ["u1", "u2"], "td_segment": ["a,b", "c"], "tags": [["x", "y"], []]})
 
-    lines = build_lines(norm, "segment")
+    lines = build_lines(norm, "segment", max_string_bytes=10)
 
     assert lines.type == pa.large_string()
     assert lines.to_pylist() == ["u1^segment:a,b;tags:x,y\n", "u2^segment:c\n"]

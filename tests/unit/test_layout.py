@@ -72,7 +72,22 @@ def test_only_the_exports_own_day_objects_are_superseded(file_name, belongs):
     assert layout.belongs_to_export(file_name, "first_party_segment") is belongs
 
 
-@pytest.mark.parametrize("text", ["2026-13-01", "28/11/2026", "yesterday"])
-def test_bad_dates_are_usage_errors(text):
-    with pytest.raises(UsageError, match="YYYY-MM-DD"):
+@pytest.mark.parametrize("text", ["28/11/2026", "yesterday", "2026-2-3"])
+def test_dates_not_written_as_yyyy_mm_dd_are_usage_errors(text):
+    with pytest.raises(UsageError, match="is not of the form YYYY-MM-DD"):
         settings.parse_date(text)
+
+
+@pytest.mark.parametrize("text, why", [
+    ("2026-02-30", "February 2026 has 28 days"),
+    ("2026-04-31", "April 2026 has 30 days"),
+    ("2026-13-01", "there is no month 13"),
+    ("2026-11-00", "November 2026 has 30 days"),
+])
+def test_days_the_calendar_does_not_have_are_refused_as_such(text, why):
+    with pytest.raises(UsageError, match=f"date '{text}' is not a real day: {why}$"):
+        settings.parse_date(text)
+
+
+def test_a_leap_day_is_a_real_day():
+    assert settings.parse_date("2028-02-29") == datetime.date(2028, 2, 29)

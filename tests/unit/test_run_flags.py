@@ -12,6 +12,7 @@ from tests.summaries import succeeded
 
 def run_with_job(tmp_path, capsys, *flags):
     """Runs `run --job` with `flags` in this process; returns the settings the export got."""
+    (tmp_path / "db").mkdir()
     job = tmp_path / "job.yml"
     job.write_text(textwrap.dedent("""\
         name: daily_krux
@@ -47,6 +48,7 @@ def test_a_flag_given_with_its_default_value_still_overrides_the_job_file(tmp_pa
 
 
 def test_a_query_on_the_command_line_replaces_the_job_files_query_file(tmp_path, capsys):
+    (tmp_path / "db").mkdir()
     job = tmp_path / "job.yml"
     (tmp_path / "daily.sql").write_text("SELECT user_id, td_segment FROM segment_a\n")
     job.write_text(textwrap.dedent("""\

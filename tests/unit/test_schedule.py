@@ -378,8 +378,8 @@ def test_terminated_during_a_run_propagates_and_is_not_counted_as_a_failure():
     assert len(runs.runs) == 1
 
 
-def test_system_clock_sleeps_in_short_slices_until_the_time(monkeypatch):
-    """No real sleep: time.sleep is replaced by one that advances a fake wall clock."""
+def test_system_clock_sleeps_in_short_slices_until_the_time():
+    """No real sleep: the clock is given a sleep that advances its wall clock."""
     wall = [at("2026-11-28T12:00:00+00:00")]
     slept = []
 
@@ -387,9 +387,7 @@ def test_system_clock_sleeps_in_short_slices_until_the_time(monkeypatch):
         slept.append(seconds)
         wall[0] += datetime.timedelta(seconds=seconds)
 
-    clock = SystemClock()
-    monkeypatch.setattr(clock, "now", lambda: wall[0])
-    monkeypatch.setattr("pipeline.schedule.loop.time.sleep", fake_sleep)
+    clock = SystemClock(wall=lambda: wall[0], sleep=fake_sleep)
     clock.sleep_until(at("2026-11-28T12:00:02.500000+00:00"))
     assert slept == [1.0, 1.0, 0.5]
     clock.sleep_until(at("2026-11-28T11:00:00+00:00"))  # passed: returns at once
