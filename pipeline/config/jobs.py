@@ -27,6 +27,7 @@ __all__ = ["Job", "load_job", "settings_with_overrides"]
 EXPORT_TYPES = ("first_party_segment",)
 
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_DECIMAL = re.compile(r"-?\d+(\.\d+)?")
 
 # Top-level keys copied as they are onto `RunSettings` fields of the same name.
 _DESTINATION_KEYS = ("client_name", "bucket", "endpoint_url", "region")
@@ -297,14 +298,12 @@ class _JobFile:
         return list(value)
 
     def number(self, mapping: dict, key: str, prefix: str = "") -> float | None:
+        """A number; also as text (`.dig` files keep every value as text: `max_drop: 50` is '50')."""
         value = mapping.get(key)
         if value is None:
             return None
-        if isinstance(value, str):  # a .dig file's values are text (its YAML subset)
-            try:
-                return float(value)
-            except ValueError:
-                pass
+        if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(f"{prefix}{key} must be a number, got {shown(value)}")
         return float(value)

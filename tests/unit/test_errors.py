@@ -7,7 +7,7 @@ import traceback
 
 import pytest
 
-from pipeline.config.settings import SettingError
+from pipeline.config.settings import Setting, SettingError
 from pipeline.errors import (
     ExportError,
     Interrupted,
@@ -47,7 +47,7 @@ def test_an_error_comes_back_from_its_traceback_with_class_reason_and_fields(err
 
 
 def test_a_subclass_whose_constructor_takes_other_arguments_comes_back_too():
-    back = error_from_worker(worker_text(raised(SettingError("compression", "must be one of gzip, none"))))
+    back = error_from_worker(worker_text(raised(SettingError(Setting.COMPRESSION, "must be one of gzip, none"))))
     assert type(back) is SettingError and str(back) == "compression: must be one of gzip, none"
     assert back.exit_code == 2
 
@@ -94,7 +94,7 @@ def test_a_plain_export_error_has_no_run_until_the_launcher_gives_it_one():
 
 
 def test_a_pickled_error_keeps_its_class_fields_and_run():
-    error = in_run(SettingError("compression", "must be one of gzip, none"), "20261128T093000Z-3f9a", "2026-11-28")
+    error = in_run(SettingError(Setting.COMPRESSION, "must be one of gzip, none"), "20261128T093000Z-3f9a", "2026-11-28")
     back = pickle.loads(pickle.dumps(error))
-    assert type(back) is SettingError and str(back) == str(error) and back.setting == "compression"
+    assert type(back) is SettingError and str(back) == str(error) and back.setting is Setting.COMPRESSION
     assert (back.run_id, back.date) == ("20261128T093000Z-3f9a", "2026-11-28")

@@ -241,7 +241,7 @@ ERRORS = [
      "result_settings.append must be true or false, got 'yes'"),
     ("result_settings: {export_type: first_party_segment}",
      "result_settings: {export_type: first_party_segment, append_key: retry-1}",
-     "result_settings.append_key: needs append (a replace run's object always has the fixed name)"),
+     "result_settings.append_key: needs result_settings.append (a replace run's object always has the fixed name)"),
     ("result_settings: {export_type: first_party_segment}",
      "result_settings: {export_type: first_party_segment, append: true, append_key: 'run 1/a'}",
      "result_settings.append_key: 'run 1/a' must match [A-Za-z0-9_.-]+"),

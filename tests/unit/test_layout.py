@@ -85,7 +85,7 @@ def test_dates_not_written_as_yyyy_mm_dd_are_usage_errors(text):
     ("2026-11-00", "November 2026 has 30 days"),
 ])
 def test_days_the_calendar_does_not_have_are_refused_as_such(text, why):
-    with pytest.raises(UsageError, match=f"date '{text}' is not a real day: {why}$"):
+    with pytest.raises(UsageError, match=f"(?m)date '{text}' is not a real day: {why}$"):
         settings.parse_date(text)
 
 

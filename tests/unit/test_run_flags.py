@@ -76,7 +76,7 @@ def test_append_key_and_max_drop_reach_the_settings(tmp_path, capsys):
 
 @pytest.mark.parametrize("flags, message", [
     (["--append-key", "retry-1"],
-     "--append-key: needs append (a replace run's object always has the fixed name)"),
+     "--append-key: needs --append (a replace run's object always has the fixed name)"),
     (["--append", "--append-key", "a/b"], "--append-key: 'a/b' must match [A-Za-z0-9_.-]+"),
     (["--max-drop", "half"], "--max-drop: 'half' is not a percentage such as 50 or 12.5"),
     (["--max-drop", "150"], "--max-drop: must be a percentage from 0 to 100, such as 50, got 150"),

@@ -108,3 +108,16 @@ def test_values_keep_the_text_written_and_tasks_keep_file_order(tmp_path):
     assert workflow.context.variables == (("min_score", "0.50"), ("since", "2026-01-01"))
     assert [task.name for task in workflow.tasks] == ["export_to_krux", "second"]
     assert [name for name, _ in load_job(write(tmp_path, text)).tasks] == ["export_to_krux", "second"]
+
+
+def test_a_workflow_tasks_max_drop_is_read_as_a_number(tmp_path):
+    (tmp_path / "q.sql").write_text("SELECT user_id, td_segment FROM segment_a\n")
+    (tmp_path / "db").mkdir()
+    path = tmp_path / "daily.dig"
+    path.write_text(
+        "_export:\n  td:\n    database: db\n"
+        "+export:\n  td>: q.sql\n  result_connection: dmp\n"
+        "  result_settings:\n    export_type: first_party_segment\n    max_drop: 12.5\n"
+    )
+    [(_, settings)] = load_job(path).tasks
+    assert settings.max_drop == 12.5
