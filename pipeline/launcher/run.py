@@ -79,6 +79,8 @@ def run_export(
     else:
         log.info("%d tables checked: %s", len(table_list), ", ".join(t.name for t in table_list))
     table_names = [QUERY_TABLE] if query else [t.name for t in table_list]
+    if not query and sum(t.rows for t in table_list) <= tunables.in_process_rows:
+        options = beam_options(settings.beam_args, in_process=True)  # small: no worker processes
 
     run_id = layout.new_run_id(now)
     staging = layout.staging_dir(settings.export_name, run_id)

@@ -8,6 +8,8 @@ offline worker cannot do, and pyarrow reads the same files the table-based run r
 columns as strings, with the standard AWS credential chain.
 """
 
+from __future__ import annotations  # DuckDB's types in annotations: it loads only when a query runs
+
 import contextlib
 import dataclasses
 import datetime
@@ -18,8 +20,6 @@ import tempfile
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
-import boto3
-import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
@@ -149,6 +149,8 @@ def open_engine(query: Query, *, threads: int | None = None) -> Iterator[duckdb.
     Memory: `query.memory_limit`, else a quarter of the machine's (DuckDB's own default, 80%,
     would starve the Beam workers beside it); past it DuckDB spills to a temporary directory.
     """
+    import duckdb  # only a run with a query pays its import
+
     temp_dir = tempfile.mkdtemp(prefix="krux-export-duckdb-")
     try:
         connection = duckdb.connect(
@@ -191,6 +193,8 @@ def _next(reader):
 
 
 def _run(query: Query, action):
+    import duckdb
+
     try:
         return action()
     except (duckdb.Error, pa.ArrowException) as error:
@@ -199,6 +203,8 @@ def _run(query: Query, action):
 
 def query_failure(error: BaseException, query: Query) -> ExportError:
     """DuckDB's one-line message, with the query's origin and, where known, its line."""
+    import duckdb
+
     text = str(error).strip()
     lines = text.splitlines() or [type(error).__name__]
     line = _error_line(text, query.sql)
@@ -227,6 +233,8 @@ def _error_line(text: str, sql: str) -> int | None:
 
 
 def _check_statement(connection, query: Query) -> None:
+    import duckdb
+
     try:
         statements = connection.extract_statements(query.sql)
     except duckdb.Error as error:
@@ -304,6 +312,8 @@ def _s3_filesystem() -> pafs.S3FileSystem:
 
     Built where the tables are read (launcher or worker), never shipped: it holds the keys.
     """
+    import boto3
+
     client = make_s3_client()
     credentials = boto3.session.Session().get_credentials()
     frozen = credentials.get_frozen_credentials() if credentials else None
