@@ -3,6 +3,11 @@
 A batch becomes `(user, attr, value)` triples; triples are spread over partitions by a stable
 hash of the user id; a partition's triples become one line per user. Everything works on
 whole columns with pyarrow compute and numpy: nothing loops over rows or users in Python.
+
+The triples' columns are dictionary-encoded, each batch's strings held once: a batch's
+distinct users are hashed (not each triple's), a partition's piece of a batch carries only the
+users and values it uses, and grouping unifies those small dictionaries instead of hashing
+every triple's strings again.
 """
 
 import numpy as np
@@ -26,7 +31,8 @@ __all__ = [
     "user_hashes",
 ]
 
-TRIPLES_SCHEMA = pa.schema([("user", pa.string()), ("attr", pa.string()), ("value", pa.string())])
+_CODED = pa.dictionary(pa.int32(), pa.string())
+TRIPLES_SCHEMA = pa.schema([("user", _CODED), ("attr", _CODED), ("value", _CODED)])
 
 # 64-bit FNV-1a (http://www.isthe.com/chongo/tech/comp/fnv/), then MurmurHash3's fmix64 finaliser.
 _FNV_OFFSET_BASIS = np.uint64(0xCBF29CE484222325)
@@ -72,17 +78,27 @@ def to_triples(norm: NormalizedBatch, segment_attribute: str) -> pa.Table:
 
     user_encoded = pc.dictionary_encode(users)
     value_encoded = pc.dictionary_encode(values)
+    user_codes = _int_codes(user_encoded.indices)[rows]
+    value_codes = _int_codes(value_encoded.indices)
     user_count, value_count = len(user_encoded.dictionary), len(value_encoded.dictionary)
     if user_count * len(lists) * value_count <= _MAX_PACKED_KEY:
-        keys = _int_codes(user_encoded.indices)[rows] * len(lists) + attr_codes
-        keys = keys * value_count + _int_codes(value_encoded.indices)
+        keys = (user_codes * len(lists) + attr_codes) * value_count + value_codes
         order = np.argsort(keys)
         kept = np.sort(order[_run_starts(keys[order])])  # one row per distinct key, batch order
-        rows, attr_codes, values = rows[kept], attr_codes[kept], values.take(kept)
+        user_codes, attr_codes, value_codes = user_codes[kept], attr_codes[kept], value_codes[kept]
     return pa.table(
-        [users.take(rows), names.take(attr_codes), values],
+        [
+            _coded(user_codes, user_encoded.dictionary),
+            _coded(attr_codes, names),
+            _coded(value_codes, value_encoded.dictionary),
+        ],
         schema=TRIPLES_SCHEMA,
     )
+
+
+def _coded(codes: np.ndarray, dictionary: pa.Array) -> pa.DictionaryArray:
+    """A dictionary column of `TRIPLES_SCHEMA` from int codes into `dictionary`."""
+    return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pc.cast(dictionary, pa.string()))
 
 
 def partition_ids(users: pa.Array | pa.ChunkedArray, partitions: int) -> np.ndarray:
@@ -126,22 +142,66 @@ def _hash_key(users: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
 def split_by_partition(triples: pa.Table, partitions: int) -> list[tuple[int, pa.Table]]:
     """Split triples by the partition of their user, as `(partition, table)` for non-empty ones.
 
-    Each table is compact (taken, not sliced), so it serialises only its own rows, and gains a
-    `bucket` column (uint8): the user's finer hash bucket within the partition (`in_pass`).
+    Each table is compact: its dictionaries hold only the users and values it uses, so it
+    serialises only its own strings (its rows come ordered by value). It gains a `bucket` column (uint8): the user's finer hash
+    bucket within the partition (`in_pass`). Only the batch's distinct users are hashed.
     """
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
-    hashes = user_hashes(triples.column("user"))
-    ids = (hashes % np.uint64(partitions)).astype(np.int64)
-    buckets = ((hashes // np.uint64(partitions)) % np.uint64(SUB_BUCKETS)).astype(np.uint8)
-    triples = triples.append_column("bucket", pa.array(buckets, pa.uint8()))
-    order = np.argsort(ids, kind="stable")
+    if triples.num_rows == 0:
+        return []
+    users, attrs, values = (_as_dictionary(triples.column(name)) for name in ("user", "attr", "value"))
+    user_codes, attr_codes, value_codes = (_int_codes(c.indices) for c in (users, attrs, values))
+
+    # Each distinct user of the batch: its partition, its bucket, its code within the partition.
+    hashes = user_hashes(users.dictionary)
+    user_ids = (hashes % np.uint64(partitions)).astype(np.int64)
+    user_buckets = ((hashes // np.uint64(partitions)) % np.uint64(SUB_BUCKETS)).astype(np.uint8)
+    user_order = np.argsort(user_ids, kind="stable")
+    user_starts = np.cumsum(np.bincount(user_ids, minlength=partitions)) - np.bincount(user_ids, minlength=partitions)
+    local_code = np.empty(len(user_order), np.int64)
+    local_code[user_order] = np.arange(len(user_order)) - user_starts[user_ids[user_order]]
+    partition_users = users.dictionary.take(user_order)
+
+    # Rows ordered by partition, then value: each partition's values in runs, numbered in one pass.
+    ids = user_ids[user_codes]
+    order = np.argsort(ids * len(values.dictionary) + value_codes)
+    sorted_ids, sorted_values = ids[order], value_codes[order]
+    new_value = _run_starts(sorted_values) | _run_starts(sorted_ids)
+    value_number = np.cumsum(new_value) - 1
+    used_values = values.dictionary.take(sorted_values[new_value])
+
     counts = np.bincount(ids, minlength=partitions)
     ends = np.cumsum(counts)
-    return [
-        (int(p), triples.take(order[ends[p] - counts[p] : ends[p]]))
-        for p in np.flatnonzero(counts)
-    ]
+    user_counts = np.bincount(user_ids, minlength=partitions)
+    parts = []
+    for p in np.flatnonzero(counts):
+        start, end = ends[p] - counts[p], ends[p]
+        rows, codes = order[start:end], user_codes[order[start:end]]
+        first_value = value_number[start]
+        own_users = partition_users.slice(user_starts[p], user_counts[p])
+        own_values = used_values.slice(first_value, value_number[end - 1] - first_value + 1)
+        columns = [
+            _coded(local_code[codes], own_users),
+            _coded(attr_codes[rows], attrs.dictionary),
+            _coded(value_number[start:end] - first_value, own_values),
+            pa.array(user_buckets[codes], pa.uint8()),
+        ]
+        parts.append((int(p), pa.table(columns, schema=_BUCKETED_SCHEMA)))
+    return parts
+
+
+_BUCKETED_SCHEMA = TRIPLES_SCHEMA.append(pa.field("bucket", pa.uint8()))
+
+
+def _as_dictionary(column: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
+    """One dictionary array of strings, from a dictionary or plain string column."""
+    column = _as_array(column.unify_dictionaries() if isinstance(column, pa.ChunkedArray)
+                       and pa.types.is_dictionary(column.type) else column)
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    return column
+
 
 
 def plan_partitions(rows: int | None, rows_per_partition: int = PARTITION_ROWS) -> int:
@@ -224,14 +284,20 @@ def _as_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
 def _sorted_codes(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
     """The distinct strings of `column` in byte order, and each row's index into them.
 
-    Hashing the column and sorting only its distinct values is cheaper than sorting the rows.
+    Hashing the column and sorting only its distinct values is cheaper than sorting the rows;
+    a dictionary column (chunks of a spill) only has its chunks' dictionaries unified.
     """
-    encoded = _as_array(pc.dictionary_encode(_as_array(pc.cast(column, pa.large_string()))))
-    distinct = encoded.dictionary
+    if pa.types.is_dictionary(column.type):
+        chunks = column.unify_dictionaries().chunks if isinstance(column, pa.ChunkedArray) else [column]
+        distinct = pc.cast(chunks[0].dictionary, pa.large_string())
+        indices = np.concatenate([_int_codes(chunk.indices) for chunk in chunks])
+    else:
+        encoded = _as_array(pc.dictionary_encode(_as_array(pc.cast(column, pa.large_string()))))
+        distinct, indices = encoded.dictionary, encoded.indices.to_numpy(zero_copy_only=False)
     order = pc.sort_indices(distinct).to_numpy()
     rank = np.empty(len(order), np.int64)
     rank[order] = np.arange(len(order))
-    return distinct.take(order), rank[encoded.indices.to_numpy(zero_copy_only=False)]
+    return distinct.take(order), rank[indices]
 
 
 def _distinct_sorted(
