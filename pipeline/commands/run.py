@@ -91,6 +91,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                          help="write invalid rows here as JSON lines")
     records.add_argument("--group-by-user", action="store_true", default=argparse.SUPPRESS,
                          help="one line per user across all tables")
+    records.add_argument("--max-values-per-user", type=int, metavar="N", default=argparse.SUPPRESS,
+                         help="with --group-by-user, refuse (exit 3) a user with more distinct values than this, "
+                         f"such as a placeholder id shared by millions of rows (default {defaults.max_values_per_user:,})")
     records.add_argument("--allow-empty", action="store_true", default=argparse.SUPPRESS,
                          help="publish an empty file when no line is valid (otherwise exit 3)")
     parser.add_argument("--summary-json", metavar="PATH", default=argparse.SUPPRESS,

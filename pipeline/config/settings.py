@@ -18,6 +18,7 @@ __all__ = [
     "COMPRESSIONS",
     "DEFAULT_BUCKET",
     "DEFAULT_EXPORT_NAME",
+    "MAX_VALUES_PER_USER",
     "RunSettings",
     "SettingError",
     "check_client_name",
@@ -66,6 +67,12 @@ def parse_date(text: str) -> datetime.date:
         raise UsageError(f"date {text!r} is not a date of the form YYYY-MM-DD") from None
 
 
+MAX_VALUES_PER_USER = 100_000
+"""With --group-by-user, a user with more distinct values (all attributes together) is refused:
+no real user has a hundred thousand segments and attributes, but a placeholder id (`0`,
+`unknown`) shared by millions of rows may, and its line would be tens of MiB."""
+
+
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
     """Everything `run` takes. Holds names and paths, never a secret."""
@@ -86,6 +93,7 @@ class RunSettings:
     skip_invalid_records: bool = False
     rejects: str | None = None
     group_by_user: bool = False
+    max_values_per_user: int = MAX_VALUES_PER_USER
     compression: str = "gzip"
     export_name: str = DEFAULT_EXPORT_NAME
     output_root: str | None = None
@@ -126,6 +134,8 @@ def _check(settings: RunSettings) -> None:
         raise SettingError(
             "rejects", "needs skip_invalid_records (without it the first invalid row stops the run)"
         )
+    if not isinstance(settings.max_values_per_user, int) or settings.max_values_per_user < 1:
+        raise SettingError("max_values_per_user", f"must be a whole number of at least 1, got {settings.max_values_per_user!r}")
     if settings.query is not None and settings.query_file is not None:
         raise SettingError("query", "give a query or a query file, not both")
     if settings.query is not None or settings.query_file is not None:

@@ -14,10 +14,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.config.settings import MAX_VALUES_PER_USER
+from pipeline.errors import InvalidRecordsError
 from pipeline.krux.lines import NormalizedBatch
 
 __all__ = [
     "GROUP_TRIPLES",
+    "MAX_VALUES_PER_USER",
+    "PassTriples",
     "PARTITION_ROWS",
     "TRIPLES_SCHEMA",
     "UNKNOWN_ROWS_PARTITIONS",
@@ -226,30 +230,59 @@ def in_pass(triples: pa.Table, number: int, passes: int) -> pa.Table:
     return triples.filter(pa.array(buckets % passes == number))
 
 
-def group_lines(triples: pa.Table, segment_attribute: str) -> pa.Array:
+class PassTriples:
+    """The triples of one grouping pass, added a run at a time in bounded memory.
+
+    Passes split a partition by users, so one user with more triples than a pass's `budget`
+    (a placeholder id on millions of rows) would be held whole. Whenever more than `budget`
+    triples are held, repeats are dropped (`distinct_triples`), so memory follows the distinct
+    values, and a user with more than `max_values_per_user` of those is refused.
+    """
+
+    def __init__(self, budget: int, max_values_per_user: int = MAX_VALUES_PER_USER):
+        self._budget, self._max_values = budget, max_values_per_user
+        self._tables: list[pa.Table] = []
+        self.held = 0
+        self.compactions = 0
+
+    def add(self, triples: pa.Table) -> None:
+        self._tables.append(triples.select(TRIPLES_SCHEMA.names))
+        self.held += triples.num_rows
+        if self.held > self._budget:
+            kept = distinct_triples(self.table(), self._max_values)
+            self._tables, self.held = [kept], kept.num_rows
+            self.compactions += 1
+            # Distinct triples beyond the budget: compact again only once that many more came.
+            self._budget = max(self._budget, 2 * self.held)
+
+    def table(self) -> pa.Table:
+        if not self._tables:
+            return TRIPLES_SCHEMA.empty_table()
+        return pa.concat_tables(self._tables)
+
+
+def distinct_triples(triples: pa.Table, max_values_per_user: int = MAX_VALUES_PER_USER) -> pa.Table:
+    """`triples` with repeats dropped, as a dictionary-coded triples table."""
+    users, attrs, values, user_codes, attr_codes, value_codes = _distinct_codes(triples, max_values_per_user)
+    return pa.table(
+        [_coded(user_codes, users), _coded(attr_codes, attrs), _coded(value_codes, values)],
+        schema=TRIPLES_SCHEMA,
+    )
+
+
+def group_lines(triples: pa.Table, segment_attribute: str, max_values_per_user: int = MAX_VALUES_PER_USER) -> pa.Array:
     """One Krux line per distinct user of `triples`, each ending in `\\n`, ordered by user id.
 
     docs/line.md, Grouping: each attribute's values are the union over the user's rows, repeats
     dropped, sorted by code point; the segment attribute first, then the others by name.
     Strings compare by UTF-8 bytes, which orders them as their code points. The triples hold
-    no nulls (they come from valid rows); the lines are one large_string array.
+    no nulls (they come from valid rows); the lines are one large_string array. A user with
+    more than `max_values_per_user` distinct values raises `InvalidRecordsError`.
     """
     if triples.num_rows == 0:
         return pa.array([], pa.large_string())
-    users, user_codes = _sorted_codes(triples.column("user"))
-    attrs, attr_codes = _sorted_codes(triples.column("attr"))
-    values, value_codes = _sorted_codes(triples.column("value"))
-
-    # The segment attribute sorts before every other name.
-    attr_order = np.argsort(
-        pc.not_equal(attrs, segment_attribute).to_numpy(zero_copy_only=False), kind="stable"
-    )
-    attr_rank = np.empty(len(attrs), np.int64)
-    attr_rank[attr_order] = np.arange(len(attrs))
-    attrs, attr_codes = attrs.take(attr_order), attr_rank[attr_codes]
-
-    user_codes, attr_codes, value_codes = _distinct_sorted(
-        user_codes, attr_codes, value_codes, len(attrs), len(values)
+    users, attrs, values, user_codes, attr_codes, value_codes = _distinct_codes(
+        triples, max_values_per_user, first_attr=segment_attribute
     )
     new_user = _run_starts(user_codes)
     new_group = new_user | _run_starts(attr_codes)
@@ -266,6 +299,39 @@ def group_lines(triples: pa.Table, segment_attribute: str) -> pa.Array:
     body = pc.binary_join(_lists(user_pieces, pieces), _text(";"))
     return pc.binary_join_element_wise(
         users.take(user_codes[user_starts]), _text("^"), body, _text("\n"), _text("")
+    )
+
+
+def _distinct_codes(triples: pa.Table, max_values_per_user: int, first_attr: str | None = None):
+    """The sorted distinct strings of each column and the distinct triples' codes into them,
+    sorted by user, attribute name (`first_attr` first), value; refuses a user with too many values."""
+    users, user_codes = _sorted_codes(triples.column("user"))
+    attrs, attr_codes = _sorted_codes(triples.column("attr"))
+    values, value_codes = _sorted_codes(triples.column("value"))
+    if first_attr is not None:
+        attr_order = np.argsort(pc.not_equal(attrs, first_attr).to_numpy(zero_copy_only=False), kind="stable")
+        attr_rank = np.empty(len(attrs), np.int64)
+        attr_rank[attr_order] = np.arange(len(attrs))
+        attrs, attr_codes = attrs.take(attr_order), attr_rank[attr_codes]
+    user_codes, attr_codes, value_codes = _distinct_sorted(
+        user_codes, attr_codes, value_codes, len(attrs), len(values)
+    )
+    _check_values_per_user(users, user_codes, max_values_per_user)
+    return users, attrs, values, user_codes, attr_codes, value_codes
+
+
+def _check_values_per_user(users: pa.Array, user_codes: np.ndarray, limit: int) -> None:
+    starts = np.flatnonzero(_run_starts(user_codes))
+    counts = np.diff(np.append(starts, len(user_codes)))
+    if len(counts) == 0 or counts.max() <= limit:
+        return
+    worst = int(np.argmax(counts))
+    user = users[int(user_codes[starts[worst]])].as_py()
+    shown = user if len(user) <= 64 else user[:61] + "..."
+    raise InvalidRecordsError(
+        f"grouping by user: user id {shown!r} has at least {int(counts[worst]):,} distinct values, over "
+        f"--max-values-per-user {limit:,}: a placeholder id shared by many rows? Leave it out of the "
+        "tables (or the query), or raise --max-values-per-user"
     )
 
 

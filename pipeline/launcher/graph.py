@@ -64,7 +64,8 @@ def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam
     if settings.group_by_user:
         rows = None if plan.query else sum(t.rows for t in plan.tables)  # a query's: unknown until run
         partitions = plan.tunables.group_partitions or plan_partitions(rows)
-        to_lines = GroupByUser(rules.segment_attribute, partitions=partitions, spill_dir=plan.spill_dir)
+        to_lines = GroupByUser(rules.segment_attribute, partitions=partitions, spill_dir=plan.spill_dir,
+                               max_values_per_user=settings.max_values_per_user)
     else:
         to_lines = FormatLines(rules.segment_attribute)
     shard_reports = (

@@ -84,3 +84,4 @@ def test_a_users_runner_flag_is_kept_even_for_a_small_input(database, tmp_path, 
     *_, children_cpu = export(database, tmp_path / "out", capsys,
                               "--direct_running_mode=multi_processing", "--direct_num_workers=2")
     assert children_cpu > 0.5
+
