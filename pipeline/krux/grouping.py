@@ -102,7 +102,10 @@ def to_triples(norm: NormalizedBatch, segment_attribute: str) -> pa.Table:
 
 def _coded(codes: np.ndarray, dictionary: pa.Array) -> pa.DictionaryArray:
     """A dictionary column of `TRIPLES_SCHEMA` from int codes into `dictionary`."""
-    return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), pc.cast(dictionary, pa.string()))
+    indices = pa.array(np.asarray(codes).astype(np.int32, copy=False))  # codes < len(dictionary) < 2**31
+    if dictionary.type != pa.string():
+        dictionary = pc.cast(dictionary, pa.string())
+    return pa.DictionaryArray.from_arrays(indices, dictionary)
 
 
 def partition_ids(users: pa.Array | pa.ChunkedArray, partitions: int) -> np.ndarray:
