@@ -256,6 +256,9 @@ def _run_graph(plan: ExportPlan, settings: RunSettings, options: PipelineOptions
             except Exception as error:  # Beam wraps worker errors; recover ours by name
                 if local_workers:  # a bundle still in flight must not write after the cleanup
                     stop_children()
+                signal = _signal_within(error)
+                if signal is not None:  # in process, SIGTERM or Ctrl-C came while a DoFn ran
+                    raise signal from error
                 raise (_invalid_row_found(plan) or _pipeline_failure(error)) from error
             except BaseException:  # SIGTERM, Ctrl-C: no worker may write a shard after the cleanup
                 if local_workers:
@@ -265,6 +268,17 @@ def _run_graph(plan: ExportPlan, settings: RunSettings, options: PipelineOptions
                 raise
     store = plan.store_spec.open()
     return RunReport.from_json(store.get(plan.staging + MANIFEST_NAME))
+
+
+def _signal_within(error: BaseException) -> BaseException | None:
+    """The `Terminated` or `KeyboardInterrupt` that Beam wrapped in a step's error, if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, (Terminated, KeyboardInterrupt)):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _invalid_row_found(plan: ExportPlan) -> InvalidRecordsError | None:
