@@ -56,8 +56,9 @@ setup(
                  "pgserver>=0.1.4"],
         # The documentation site (docs/, mkdocs.yml): `mkdocs serve` or `mkdocs build --strict`.
         "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5"],
-        # The benchmark's baseline (benchmarks/run.py) and its profiler; never needed to export.
-        "benchmark": ["py-spy>=0.3"],
+        # The benchmark's profiler, and Polars for its second baseline (benchmarks/polars_export.py,
+        # the strongest single-machine peer, issue 20); never needed to export.
+        "benchmark": ["py-spy>=0.3", "polars>=1.0"],
     },
     entry_points={"console_scripts": ["krux-export=pipeline.commands.cli:main"]},
 )

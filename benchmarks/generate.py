@@ -24,6 +24,10 @@ characters, no value of 255 characters or more), so an export without
 ``value_too_long`` (a 300-character email), for benchmarks of ``--skip-invalid-records``
 and ``--rejects``. The choice draws on its own random stream: the other rows are the bytes
 the same arguments give without it.
+
+``--hot-user-rows N`` gives about N of the rows, spread over every table, the placeholder user
+id ``0`` (issue 19: one user holding a large share of the rows, for the grouping's memory),
+also on its own random stream.
 """
 
 import argparse
@@ -89,12 +93,24 @@ def make_invalid(table: pa.Table, fraction: float, rng: np.random.Generator) -> 
     return table
 
 
+def make_hot_user(table: pa.Table, fraction: float, rng: np.random.Generator) -> pa.Table:
+    """About `fraction` of the rows given the user id ``0``."""
+    picked = pa.array(rng.random(table.num_rows) < fraction)
+    users = pc.if_else(picked, pa.scalar(HOT_USER), table.column("user_id").combine_chunks())
+    return table.set_column(table.schema.get_field_index("user_id"), "user_id", users)
+
+
+HOT_USER = "0"
+
+
 def generate(
-    directory: str | Path, rows: int, tables: int = 8, seed: int = 7, invalid_fraction: float = 0.0
+    directory: str | Path, rows: int, tables: int = 8, seed: int = 7, invalid_fraction: float = 0.0,
+    hot_user_rows: int = 0,
 ) -> list[Path]:
     """Write the tables; returns their paths."""
     rng = np.random.default_rng(seed)
     invalid_rng = np.random.default_rng([seed, 1])
+    hot_rng = np.random.default_rng([seed, 2])
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     users = max(1, rows // 3)  # each user in about three rows, across tables
@@ -106,6 +122,8 @@ def generate(
         table = make_table(n, users, rng)
         if invalid_fraction:
             table = make_invalid(table, invalid_fraction, invalid_rng)
+        if hot_user_rows:
+            table = make_hot_user(table, hot_user_rows / rows, hot_rng)
         pq.write_table(table, path, row_group_size=ROW_GROUP_ROWS)
         paths.append(path)
     return paths
@@ -118,8 +136,9 @@ def main() -> None:
     parser.add_argument("--tables", type=int, default=8)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--invalid-fraction", type=float, default=0.0, help="share of rows made invalid")
+    parser.add_argument("--hot-user-rows", type=int, default=0, help="rows given the placeholder user id 0")
     args = parser.parse_args()
-    generate(args.directory, args.rows, args.tables, args.seed, args.invalid_fraction)
+    generate(args.directory, args.rows, args.tables, args.seed, args.invalid_fraction, args.hot_user_rows)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ Targets, each a fresh process (tree) timed from start to exit:
               its own process (started before and stopped after each run, outside the timing);
 - ``duckdb``: ``benchmarks/duckdb_export.py``, one SQL query writing the same lines (threads=2,
               memory_limit 6GB by default: past it DuckDB spills to WORK/out, as a shared
-              machine needs; ``--duckdb-memory-limit ''`` for DuckDB's own default).
+              machine needs; ``--duckdb-memory-limit ''`` for DuckDB's own default);
+- ``polars``: ``benchmarks/polars_export.py``, one lazy Polars query writing the same lines
+              (2 threads, Polars' own gzip).
 
 Load: the machine's 1-minute load average before and after each run is recorded with it.
 
@@ -60,7 +62,8 @@ BUCKET = "krux-partners"
 CLIENT = "bench-client"
 MIB = 1024 * 1024
 GIB = 1024 * MIB
-TARGET_ORDER = ("duckdb", "local", "s3")
+TARGET_ORDER = ("duckdb", "polars", "local", "s3")
+BASELINES = ("duckdb", "polars")
 MODE_ORDER = ("ungrouped", "grouped")
 COMPRESSION_ORDER = ("gzip", "none")
 
@@ -398,11 +401,11 @@ def run_one(args, data: Path, rows: int, mode: str, compression: str, target: st
     grouped = ["--group-by-user"] if mode == "grouped" else []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     server = None
-    if target == "duckdb":
+    if target in BASELINES:
         output = out_dir / f"{EXPORT_NAME}{suffix}"
-        cmd = [sys.executable, str(HERE / "duckdb_export.py"), "--database", str(data), "--out", str(output),
+        cmd = [sys.executable, str(HERE / f"{target}_export.py"), "--database", str(data), "--out", str(output),
                "--compression", compression, "--threads", str(args.duckdb_threads), *grouped]
-        if args.duckdb_memory_limit:
+        if target == "duckdb" and args.duckdb_memory_limit:
             cmd += ["--memory-limit", args.duckdb_memory_limit]
     else:
         cmd = [*krux_export_command(), "run", "--database", str(data), "--date", DATE,
@@ -419,7 +422,7 @@ def run_one(args, data: Path, rows: int, mode: str, compression: str, target: st
     record = {
         "kind": "run", "session": session, "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "rows": rows, "tables": args.tables, "seed": args.seed, "mode": mode, "compression": compression,
-        "target": target, "variant": "" if target == "duckdb" else args.label, "repeat": repeat,
+        "target": target, "variant": "" if target in BASELINES else args.label, "repeat": repeat,
         "loadavg_before": round(os.getloadavg()[0], 2), "command": " ".join(cmd), "code": code_version(),
     }
     try:
@@ -467,7 +470,7 @@ def run_one(args, data: Path, rows: int, mode: str, compression: str, target: st
     ref = references.get(ref_key, {"target": "-", "compression": "-", "fp": {}})
     record["reference"] = f"{ref['target']}/{ref['compression']}"
     record["ok"] = fp["layout_ok"] and all(fp[k] == ref["fp"].get(k) for k in ("lines", "hash_sum", "bytes"))
-    if summary and target != "duckdb" and summary.get("lines_written") != fp["lines"]:
+    if summary and target not in BASELINES and summary.get("lines_written") != fp["lines"]:
         record["ok"] = False
         record["error"] = f"summary says {summary.get('lines_written')} lines, file holds {fp['lines']}"
     kept = reference_files.get(ref_key)
@@ -533,9 +536,12 @@ def aggregate(records: list[dict]) -> list[dict]:
     by_key = {(r["rows"], r["mode"], r["compression"], r["target"], r["variant"]): r for r in rows}
     for r in rows:
         duck = by_key.get((r["rows"], r["mode"], r["compression"], "duckdb", ""))
+        polars = by_key.get((r["rows"], r["mode"], r["compression"], "polars", ""))
         local = by_key.get((r["rows"], r["mode"], r["compression"], "local", r["variant"]))
         if "wall_s" in r and duck and "wall_s" in duck:
             r["ratio_duckdb"] = r["wall_s"] / duck["wall_s"]
+        if "wall_s" in r and polars and "wall_s" in polars:
+            r["ratio_polars"] = r["wall_s"] / polars["wall_s"]
         if r["target"] == "s3" and "wall_s" in r and local and "wall_s" in local:
             r["ratio_local"] = r["wall_s"] / local["wall_s"]
     rows.sort(key=lambda r: (r["rows"], MODE_ORDER.index(r["mode"]), COMPRESSION_ORDER.index(r["compression"]),
@@ -545,12 +551,12 @@ def aggregate(records: list[dict]) -> list[dict]:
 
 def markdown_table(rows: list[dict]) -> str:
     head = ("| rows | mode | compression | target | wall s (median, min-max, n) | CPU s | rows/s | "
-            "peak RSS largest process MiB | peak RSS tree MiB | output bytes | × DuckDB | s3 × local | load |")
+            "peak RSS largest process MiB | peak RSS tree MiB | output bytes | × DuckDB | × Polars | s3 × local | load |")
     lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     for r in rows:
         if "wall_s" not in r:
             lines.append(f"| {r['rows']:,} | {r['mode']} | {r['compression']} | {_target(r)} | "
-                         f"FAILED: {r['error']} | | | | | | | | |")
+                         f"FAILED: {r['error']} | | | | | | | | | |")
             continue
         wall = f"{r['wall_s']:.2f} ({r['wall_min']:.2f}-{r['wall_max']:.2f}, {r['n']})"
         if r["failed"]:
@@ -559,7 +565,8 @@ def markdown_table(rows: list[dict]) -> str:
             f"| {r['rows']:,} | {r['mode']} | {r['compression']} | {_target(r)} | {wall} | "
             f"{'' if r.get('cpu_s') is None else format(r['cpu_s'], '.1f')} | "
             f"{r['rows_per_s']:,} | {r['peak_rss_largest_mib']:.0f} | {r['peak_rss_tree_mib']:.0f} | "
-            f"{r['output_bytes']:,} | {_fmt(r.get('ratio_duckdb'))} | {_fmt(r.get('ratio_local'))} | {r['load']} |")
+            f"{r['output_bytes']:,} | {_fmt(r.get('ratio_duckdb'))} | {_fmt(r.get('ratio_polars'))} | "
+            f"{_fmt(r.get('ratio_local'))} | {r['load']} |")
     return "\n".join(lines)
 
 
@@ -591,6 +598,8 @@ def target_checks(rows: list[dict]) -> str:
         check(f"{n} ungrouped gzip: local ÷ DuckDB", get(size, "ungrouped", "gzip", "local", "ratio_duckdb"), 0.5)
         check(f"{n} ungrouped plain: local ÷ DuckDB", get(size, "ungrouped", "none", "local", "ratio_duckdb"), 1.0)
         check(f"{n} grouped gzip: local ÷ DuckDB", get(size, "grouped", "gzip", "local", "ratio_duckdb"), 1.0)
+        check(f"{n} ungrouped gzip: local ÷ Polars", get(size, "ungrouped", "gzip", "local", "ratio_polars"), 0.7)
+        check(f"{n} grouped gzip: local ÷ Polars", get(size, "grouped", "gzip", "local", "ratio_polars"), 1.0)
         for mode in MODE_ORDER:
             for comp in COMPRESSION_ORDER:
                 check(f"{n} {mode} {comp}: S3 ÷ local", get(size, mode, comp, "s3", "ratio_local"), 1.3)
@@ -601,7 +610,7 @@ def target_checks(rows: list[dict]) -> str:
                           get(size, mode, comp, target, "peak_rss_largest_mib"),
                           1024 if mode == "ungrouped" else 2048, " MiB")
     for r in rows:
-        if "wall_s" not in r and not r["variant"] and r["target"] != "duckdb":
+        if "wall_s" not in r and not r["variant"] and r["target"] not in BASELINES:
             out.append(f"| {r['rows']:,} {r['mode']} {r['compression']} {r['target']}: the run | "
                        f"{r['error']} | completes | FAIL |")
     for small, big in ((a, b) for i, a in enumerate(sizes) for b in sizes[i + 1:]):
@@ -640,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/krux-bench"))
     parser.add_argument("--timeout", type=float, default=600, help="seconds before a run is killed")
     parser.add_argument("--max-rss-gib", type=float, default=8, help="process tree RSS that kills a run")
-    parser.add_argument("--duckdb-threads", type=int, default=2)
+    parser.add_argument("--duckdb-threads", type=int, default=2, help="threads of the DuckDB and Polars baselines")
     parser.add_argument("--duckdb-memory-limit", default="6GB",
                         help="DuckDB's memory_limit: past it DuckDB spills to disk ('' for DuckDB's default, "
                              "80%% of the machine's memory)")

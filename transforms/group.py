@@ -7,8 +7,10 @@ user id into partitions sized from the input (`plan_partitions`: about 750k rows
   compressed Arrow IPC stream per batch and partition;
 - on a local runner, whose GroupByKey would hold everything in the launcher, the triples go to
   compressed runs on the local disk (`transforms.spill`) and only their paths are shuffled.
-Each partition is then grouped with pyarrow in passes of at most `GROUP_TRIPLES` triples, and
-its lines leave in blocks of a few MiB, so `WriteShards` rolls them into several shards.
+Each partition is then grouped with pyarrow in passes of about `GROUP_TRIPLES` triples (a user
+with more, a placeholder id on millions of rows, has its repeats dropped as its runs are read:
+`PassTriples`), and its lines leave in blocks of a few MiB, so `WriteShards` rolls them into
+several shards.
 """
 
 import apache_beam as beam
@@ -18,6 +20,8 @@ import pyarrow as pa
 from pipeline.krux.arrow_strings import value_offsets
 from pipeline.krux.grouping import (
     GROUP_TRIPLES,
+    MAX_VALUES_PER_USER,
+    PassTriples,
     group_lines,
     in_pass,
     passes_for,
@@ -36,12 +40,13 @@ class GroupByUser(beam.PTransform):
     """`CheckedBatch`es into line arrays of a few MiB, every user's line in exactly one."""
 
     def __init__(self, segment_attribute: str, *, partitions: int, spill_dir: str | None = None,
-                 pass_triples: int = GROUP_TRIPLES):
+                 pass_triples: int = GROUP_TRIPLES, max_values_per_user: int = MAX_VALUES_PER_USER):
         super().__init__()
         self._segment_attribute = segment_attribute
         self.partitions = partitions
         self.spill_dir = spill_dir
         self._pass_triples = pass_triples
+        self._max_values_per_user = max_values_per_user
 
     def expand(self, checked):
         attribute, partitions = self._segment_attribute, self.partitions
@@ -52,7 +57,8 @@ class GroupByUser(beam.PTransform):
         return (
             runs
             | "ShuffleByUser" >> beam.GroupByKey()
-            | "BuildUserLines" >> beam.ParDo(_GroupPartitionFn(attribute, self._pass_triples))
+            | "BuildUserLines"
+            >> beam.ParDo(_GroupPartitionFn(attribute, self._pass_triples, self._max_values_per_user))
         )
 
 
@@ -64,16 +70,19 @@ def _packed_triples(checked, attribute: str, partitions: int):
 class _GroupPartitionFn(beam.DoFn):
     """A partition's lines from its runs (`(triples, path or bytes)` pairs), read once per pass."""
 
-    def __init__(self, segment_attribute: str, pass_triples: int):
+    def __init__(self, segment_attribute: str, pass_triples: int, max_values_per_user: int):
         self._attribute = segment_attribute
         self._pass_triples = pass_triples
+        self._max_values_per_user = max_values_per_user
 
     def process(self, element):
         _, runs = element
         passes = passes_for(sum(count for count, _ in runs), self._pass_triples)
         for number in range(passes):
-            triples = pa.concat_tables([in_pass(read_run(source), number, passes) for _, source in runs])
-            lines = group_lines(triples, self._attribute)
+            triples = PassTriples(self._pass_triples, self._max_values_per_user)
+            for _, source in runs:
+                triples.add(in_pass(read_run(source), number, passes))
+            lines = group_lines(triples.table(), self._attribute, self._max_values_per_user)
             del triples  # before the lines go downstream
             yield from line_blocks(lines)
 

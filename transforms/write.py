@@ -26,7 +26,14 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from pipeline.config.connections import load_connection
 from pipeline.config.wording import plural
-from pipeline.config.settings import DEFAULT_BUCKET, DEFAULT_EXPORT_NAME, RunSettings, check_client_name, parse_date
+from pipeline.config.settings import (
+    DEFAULT_BUCKET,
+    DEFAULT_EXPORT_NAME,
+    MAX_VALUES_PER_USER,
+    RunSettings,
+    check_client_name,
+    parse_date,
+)
 from pipeline.errors import ConfigError, EmptyResultError, SchemaError, StorageError, UsageError
 from pipeline.krux import layout
 from pipeline.krux.grouping import plan_partitions
@@ -225,6 +232,7 @@ class ExportBatches(beam.PTransform):
         shard_target_bytes: int = SHARD_TARGET_BYTES,
         min_part_bytes: int = MIN_PART_BYTES,
         group_partitions: int | None = None,
+        max_values_per_user: int = MAX_VALUES_PER_USER,
         rejects_part_bytes: int = PART_TARGET_BYTES,
     ):
         super().__init__()
@@ -238,6 +246,7 @@ class ExportBatches(beam.PTransform):
         self._shard_target_bytes = shard_target_bytes
         self._min_part_bytes = min_part_bytes
         self._partitions = group_partitions or plan_partitions(rows)
+        self._max_values_per_user = max_values_per_user
         self._rejects_part_bytes = rejects_part_bytes
         self._publish = _PublishFn(
             target, tuple(tables), allow_empty=allow_empty, max_drop=max_drop, rejects=rejects, sweep=sweep,
@@ -248,7 +257,8 @@ class ExportBatches(beam.PTransform):
         target, rules = self._target, self._rules
         checked = batches | "CheckRecords" >> CheckRecords(rules, keep_invalid=self._rejects is not None, stop=self._stop)
         if self._group_by_user:
-            to_lines = GroupByUser(rules.segment_attribute, partitions=self._partitions, spill_dir=self._spill_dir)
+            to_lines = GroupByUser(rules.segment_attribute, partitions=self._partitions, spill_dir=self._spill_dir,
+                                   max_values_per_user=self._max_values_per_user)
         else:
             to_lines = FormatLines(rules.segment_attribute)
         write_shards = WriteShards(

@@ -105,6 +105,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, publishes: bool = True
                          help="drop and count invalid rows instead of failing the run (exit 3)")
     records.add_argument("--group-by-user", action="store_true", default=argparse.SUPPRESS,
                          help="one line per user across all tables")
+    records.add_argument("--max-values-per-user", type=int, metavar="N", default=argparse.SUPPRESS,
+                         help="with --group-by-user, refuse (exit 3) a user with more distinct values than this, "
+                         f"such as a placeholder id shared by millions of rows (default {defaults.max_values_per_user:,})")
     if publishes:
         records.add_argument("--rejects", metavar="URI", default=argparse.SUPPRESS,
                              help="write invalid rows here as JSON lines (needs --skip-invalid-records)")

@@ -21,6 +21,7 @@ __all__ = [
     "COMPRESSIONS",
     "DEFAULT_BUCKET",
     "DEFAULT_EXPORT_NAME",
+    "MAX_VALUES_PER_USER",
     "QueryText",
     "RunSettings",
     "Setting",
@@ -71,6 +72,7 @@ class Setting(enum.Enum):
     SKIP_INVALID_RECORDS = ("skip_invalid_records", "--skip-invalid-records", "result_settings.skip_invalid_records")
     REJECTS = ("rejects", "--rejects", "rejects")
     GROUP_BY_USER = ("group_by_user", "--group-by-user", "result_settings.group_by_user")
+    MAX_VALUES_PER_USER = ("max_values_per_user", "--max-values-per-user", None)
     COMPRESSION = ("compression", "--compression", "result_settings.compression")
     EXPORT_NAME = ("export_name", "--export-name", "result_settings.export_name")
     OUTPUT_ROOT = ("output_root", "--output-root", "output_root")
@@ -143,6 +145,12 @@ def _check_percent(value) -> None:
         raise UsageError(f"must be a percentage from 0 to 100, such as 50, got {shown}")
 
 
+MAX_VALUES_PER_USER = 100_000
+"""With --group-by-user, a user with more distinct values (all attributes together) is refused:
+no real user has a hundred thousand segments and attributes, but a placeholder id (`0`,
+`unknown`) shared by millions of rows may, and its line would be tens of MiB."""
+
+
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
     """Everything `run` takes. Holds names and paths, never a secret."""
@@ -165,6 +173,7 @@ class RunSettings:
     skip_invalid_records: bool = False
     rejects: str | None = None
     group_by_user: bool = False
+    max_values_per_user: int = MAX_VALUES_PER_USER
     compression: str = "gzip"
     export_name: str = DEFAULT_EXPORT_NAME
     output_root: str | None = None
@@ -231,6 +240,10 @@ def _check(settings: RunSettings) -> None:
             Setting.REJECTS,
             "needs {} (without it the first invalid row stops the run)",
             Setting.SKIP_INVALID_RECORDS,
+        )
+    if not isinstance(settings.max_values_per_user, int) or settings.max_values_per_user < 1:
+        raise SettingError(
+            Setting.MAX_VALUES_PER_USER, f"must be a whole number of at least 1, got {settings.max_values_per_user!r}"
         )
     if settings.query is not None and settings.query_file is not None:
         raise SettingError(Setting.QUERY, "give a query or {}, not both", Setting.QUERY_FILE)

@@ -3,16 +3,25 @@
 A batch becomes `(user, attr, value)` triples; triples are spread over partitions by a stable
 hash of the user id; a partition's triples become one line per user. Everything works on
 whole columns with pyarrow compute and numpy: nothing loops over rows or users in Python.
+
+The triples' columns are dictionary-encoded, each batch's strings held once: a batch's
+distinct users are hashed (not each triple's), a partition's piece of a batch carries only the
+users and values it uses, and grouping unifies those small dictionaries instead of hashing
+every triple's strings again.
 """
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.config.settings import MAX_VALUES_PER_USER
+from pipeline.errors import InvalidRecordsError
 from pipeline.krux.lines import NormalizedBatch
 
 __all__ = [
     "GROUP_TRIPLES",
+    "MAX_VALUES_PER_USER",
+    "PassTriples",
     "PARTITION_ROWS",
     "TRIPLES_SCHEMA",
     "UNKNOWN_ROWS_PARTITIONS",
@@ -25,7 +34,8 @@ __all__ = [
     "user_hashes",
 ]
 
-TRIPLES_SCHEMA = pa.schema([("user", pa.string()), ("attr", pa.string()), ("value", pa.string())])
+_CODED = pa.dictionary(pa.int32(), pa.string())
+TRIPLES_SCHEMA = pa.schema([("user", _CODED), ("attr", _CODED), ("value", _CODED)])
 
 # 64-bit FNV-1a (http://www.isthe.com/chongo/tech/comp/fnv/), then MurmurHash3's fmix64 finaliser.
 _FNV_OFFSET_BASIS = np.uint64(0xCBF29CE484222325)
@@ -71,17 +81,30 @@ def to_triples(norm: NormalizedBatch, segment_attribute: str) -> pa.Table:
 
     user_encoded = pc.dictionary_encode(users)
     value_encoded = pc.dictionary_encode(values)
+    user_codes = _int_codes(user_encoded.indices)[rows]
+    value_codes = _int_codes(value_encoded.indices)
     user_count, value_count = len(user_encoded.dictionary), len(value_encoded.dictionary)
     if user_count * len(lists) * value_count <= _MAX_PACKED_KEY:
-        keys = _int_codes(user_encoded.indices)[rows] * len(lists) + attr_codes
-        keys = keys * value_count + _int_codes(value_encoded.indices)
+        keys = (user_codes * len(lists) + attr_codes) * value_count + value_codes
         order = np.argsort(keys)
         kept = np.sort(order[_run_starts(keys[order])])  # one row per distinct key, batch order
-        rows, attr_codes, values = rows[kept], attr_codes[kept], values.take(kept)
+        user_codes, attr_codes, value_codes = user_codes[kept], attr_codes[kept], value_codes[kept]
     return pa.table(
-        [users.take(rows), names.take(attr_codes), values],
+        [
+            _coded(user_codes, user_encoded.dictionary),
+            _coded(attr_codes, names),
+            _coded(value_codes, value_encoded.dictionary),
+        ],
         schema=TRIPLES_SCHEMA,
     )
+
+
+def _coded(codes: np.ndarray, dictionary: pa.Array) -> pa.DictionaryArray:
+    """A dictionary column of `TRIPLES_SCHEMA` from int codes into `dictionary`."""
+    indices = pa.array(np.asarray(codes).astype(np.int32, copy=False))  # codes < len(dictionary) < 2**31
+    if dictionary.type != pa.string():
+        dictionary = pc.cast(dictionary, pa.string())
+    return pa.DictionaryArray.from_arrays(indices, dictionary)
 
 
 def user_hashes(users: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -118,22 +141,66 @@ def _hash_key(users: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
 def split_by_partition(triples: pa.Table, partitions: int) -> list[tuple[int, pa.Table]]:
     """Split triples by the partition of their user, as `(partition, table)` for non-empty ones.
 
-    Each table is compact (taken, not sliced), so it serialises only its own rows, and gains a
-    `bucket` column (uint8): the user's finer hash bucket within the partition (`in_pass`).
+    Each table is compact: its dictionaries hold only the users and values it uses, so it
+    serialises only its own strings (its rows come ordered by value). It gains a `bucket` column (uint8): the user's finer hash
+    bucket within the partition (`in_pass`). Only the batch's distinct users are hashed.
     """
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
-    hashes = user_hashes(triples.column("user"))
-    ids = (hashes % np.uint64(partitions)).astype(np.int64)
-    buckets = ((hashes // np.uint64(partitions)) % np.uint64(SUB_BUCKETS)).astype(np.uint8)
-    triples = triples.append_column("bucket", pa.array(buckets, pa.uint8()))
-    order = np.argsort(ids, kind="stable")
+    if triples.num_rows == 0:
+        return []
+    users, attrs, values = (_as_dictionary(triples.column(name)) for name in ("user", "attr", "value"))
+    user_codes, attr_codes, value_codes = (_int_codes(c.indices) for c in (users, attrs, values))
+
+    # Each distinct user of the batch: its partition, its bucket, its code within the partition.
+    hashes = user_hashes(users.dictionary)
+    user_ids = (hashes % np.uint64(partitions)).astype(np.int64)
+    user_buckets = ((hashes // np.uint64(partitions)) % np.uint64(SUB_BUCKETS)).astype(np.uint8)
+    user_order = np.argsort(user_ids, kind="stable")
+    user_starts = np.cumsum(np.bincount(user_ids, minlength=partitions)) - np.bincount(user_ids, minlength=partitions)
+    local_code = np.empty(len(user_order), np.int64)
+    local_code[user_order] = np.arange(len(user_order)) - user_starts[user_ids[user_order]]
+    partition_users = users.dictionary.take(user_order)
+
+    # Rows ordered by partition, then value: each partition's values in runs, numbered in one pass.
+    ids = user_ids[user_codes]
+    order = np.argsort(ids * len(values.dictionary) + value_codes)
+    sorted_ids, sorted_values = ids[order], value_codes[order]
+    new_value = _run_starts(sorted_values) | _run_starts(sorted_ids)
+    value_number = np.cumsum(new_value) - 1
+    used_values = values.dictionary.take(sorted_values[new_value])
+
     counts = np.bincount(ids, minlength=partitions)
     ends = np.cumsum(counts)
-    return [
-        (int(p), triples.take(order[ends[p] - counts[p] : ends[p]]))
-        for p in np.flatnonzero(counts)
-    ]
+    user_counts = np.bincount(user_ids, minlength=partitions)
+    parts = []
+    for p in np.flatnonzero(counts):
+        start, end = ends[p] - counts[p], ends[p]
+        rows, codes = order[start:end], user_codes[order[start:end]]
+        first_value = value_number[start]
+        own_users = partition_users.slice(user_starts[p], user_counts[p])
+        own_values = used_values.slice(first_value, value_number[end - 1] - first_value + 1)
+        columns = [
+            _coded(local_code[codes], own_users),
+            _coded(attr_codes[rows], attrs.dictionary),
+            _coded(value_number[start:end] - first_value, own_values),
+            pa.array(user_buckets[codes], pa.uint8()),
+        ]
+        parts.append((int(p), pa.table(columns, schema=_BUCKETED_SCHEMA)))
+    return parts
+
+
+_BUCKETED_SCHEMA = TRIPLES_SCHEMA.append(pa.field("bucket", pa.uint8()))
+
+
+def _as_dictionary(column: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
+    """One dictionary array of strings, from a dictionary or plain string column."""
+    column = _as_array(column.unify_dictionaries() if isinstance(column, pa.ChunkedArray)
+                       and pa.types.is_dictionary(column.type) else column)
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    return column
+
 
 
 def plan_partitions(rows: int | None, rows_per_partition: int = PARTITION_ROWS) -> int:
@@ -158,30 +225,59 @@ def in_pass(triples: pa.Table, number: int, passes: int) -> pa.Table:
     return triples.filter(pa.array(buckets % passes == number))
 
 
-def group_lines(triples: pa.Table, segment_attribute: str) -> pa.Array:
+class PassTriples:
+    """The triples of one grouping pass, added a run at a time in bounded memory.
+
+    Passes split a partition by users, so one user with more triples than a pass's `budget`
+    (a placeholder id on millions of rows) would be held whole. Whenever more than `budget`
+    triples are held, repeats are dropped (`distinct_triples`), so memory follows the distinct
+    values, and a user with more than `max_values_per_user` of those is refused.
+    """
+
+    def __init__(self, budget: int, max_values_per_user: int = MAX_VALUES_PER_USER):
+        self._budget, self._max_values = budget, max_values_per_user
+        self._tables: list[pa.Table] = []
+        self.held = 0
+        self.compactions = 0
+
+    def add(self, triples: pa.Table) -> None:
+        self._tables.append(triples.select(TRIPLES_SCHEMA.names))
+        self.held += triples.num_rows
+        if self.held > self._budget:
+            kept = distinct_triples(self.table(), self._max_values)
+            self._tables, self.held = [kept], kept.num_rows
+            self.compactions += 1
+            # Distinct triples beyond the budget: compact again only once that many more came.
+            self._budget = max(self._budget, 2 * self.held)
+
+    def table(self) -> pa.Table:
+        if not self._tables:
+            return TRIPLES_SCHEMA.empty_table()
+        return pa.concat_tables(self._tables)
+
+
+def distinct_triples(triples: pa.Table, max_values_per_user: int = MAX_VALUES_PER_USER) -> pa.Table:
+    """`triples` with repeats dropped, as a dictionary-coded triples table."""
+    users, attrs, values, user_codes, attr_codes, value_codes = _distinct_codes(triples, max_values_per_user)
+    return pa.table(
+        [_coded(user_codes, users), _coded(attr_codes, attrs), _coded(value_codes, values)],
+        schema=TRIPLES_SCHEMA,
+    )
+
+
+def group_lines(triples: pa.Table, segment_attribute: str, max_values_per_user: int = MAX_VALUES_PER_USER) -> pa.Array:
     """One Krux line per distinct user of `triples`, each ending in `\\n`, ordered by user id.
 
     docs/line.md, Grouping: each attribute's values are the union over the user's rows, repeats
     dropped, sorted by code point; the segment attribute first, then the others by name.
     Strings compare by UTF-8 bytes, which orders them as their code points. The triples hold
-    no nulls (they come from valid rows); the lines are one large_string array.
+    no nulls (they come from valid rows); the lines are one large_string array. A user with
+    more than `max_values_per_user` distinct values raises `InvalidRecordsError`.
     """
     if triples.num_rows == 0:
         return pa.array([], pa.large_string())
-    users, user_codes = _sorted_codes(triples.column("user"))
-    attrs, attr_codes = _sorted_codes(triples.column("attr"))
-    values, value_codes = _sorted_codes(triples.column("value"))
-
-    # The segment attribute sorts before every other name.
-    attr_order = np.argsort(
-        pc.not_equal(attrs, segment_attribute).to_numpy(zero_copy_only=False), kind="stable"
-    )
-    attr_rank = np.empty(len(attrs), np.int64)
-    attr_rank[attr_order] = np.arange(len(attrs))
-    attrs, attr_codes = attrs.take(attr_order), attr_rank[attr_codes]
-
-    user_codes, attr_codes, value_codes = _distinct_sorted(
-        user_codes, attr_codes, value_codes, len(attrs), len(values)
+    users, attrs, values, user_codes, attr_codes, value_codes = _distinct_codes(
+        triples, max_values_per_user, first_attr=segment_attribute
     )
     new_user = _run_starts(user_codes)
     new_group = new_user | _run_starts(attr_codes)
@@ -201,6 +297,39 @@ def group_lines(triples: pa.Table, segment_attribute: str) -> pa.Array:
     )
 
 
+def _distinct_codes(triples: pa.Table, max_values_per_user: int, first_attr: str | None = None):
+    """The sorted distinct strings of each column and the distinct triples' codes into them,
+    sorted by user, attribute name (`first_attr` first), value; refuses a user with too many values."""
+    users, user_codes = _sorted_codes(triples.column("user"))
+    attrs, attr_codes = _sorted_codes(triples.column("attr"))
+    values, value_codes = _sorted_codes(triples.column("value"))
+    if first_attr is not None:
+        attr_order = np.argsort(pc.not_equal(attrs, first_attr).to_numpy(zero_copy_only=False), kind="stable")
+        attr_rank = np.empty(len(attrs), np.int64)
+        attr_rank[attr_order] = np.arange(len(attrs))
+        attrs, attr_codes = attrs.take(attr_order), attr_rank[attr_codes]
+    user_codes, attr_codes, value_codes = _distinct_sorted(
+        user_codes, attr_codes, value_codes, len(attrs), len(values)
+    )
+    _check_values_per_user(users, user_codes, max_values_per_user)
+    return users, attrs, values, user_codes, attr_codes, value_codes
+
+
+def _check_values_per_user(users: pa.Array, user_codes: np.ndarray, limit: int) -> None:
+    starts = np.flatnonzero(_run_starts(user_codes))
+    counts = np.diff(np.append(starts, len(user_codes)))
+    if len(counts) == 0 or counts.max() <= limit:
+        return
+    worst = int(np.argmax(counts))
+    user = users[int(user_codes[starts[worst]])].as_py()
+    shown = user if len(user) <= 64 else user[:61] + "..."
+    raise InvalidRecordsError(
+        f"grouping by user: user id {shown!r} has at least {int(counts[worst]):,} distinct values, over "
+        f"--max-values-per-user {limit:,}: a placeholder id shared by many rows? Leave it out of the "
+        "tables (or the query), or raise --max-values-per-user"
+    )
+
+
 def _text(text: str) -> pa.Scalar:
     """A large_string scalar: group_lines works in large_string throughout."""
     return pa.scalar(text, pa.large_string())
@@ -216,14 +345,20 @@ def _as_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
 def _sorted_codes(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
     """The distinct strings of `column` in byte order, and each row's index into them.
 
-    Hashing the column and sorting only its distinct values is cheaper than sorting the rows.
+    Hashing the column and sorting only its distinct values is cheaper than sorting the rows;
+    a dictionary column (chunks of a spill) only has its chunks' dictionaries unified.
     """
-    encoded = _as_array(pc.dictionary_encode(_as_array(pc.cast(column, pa.large_string()))))
-    distinct = encoded.dictionary
+    if pa.types.is_dictionary(column.type):
+        chunks = column.unify_dictionaries().chunks if isinstance(column, pa.ChunkedArray) else [column]
+        distinct = pc.cast(chunks[0].dictionary, pa.large_string())
+        indices = np.concatenate([_int_codes(chunk.indices) for chunk in chunks])
+    else:
+        encoded = _as_array(pc.dictionary_encode(_as_array(pc.cast(column, pa.large_string()))))
+        distinct, indices = encoded.dictionary, encoded.indices.to_numpy(zero_copy_only=False)
     order = pc.sort_indices(distinct).to_numpy()
     rank = np.empty(len(order), np.int64)
     rank[order] = np.arange(len(order))
-    return distinct.take(order), rank[encoded.indices.to_numpy(zero_copy_only=False)]
+    return distinct.take(order), rank[indices]
 
 
 def _distinct_sorted(

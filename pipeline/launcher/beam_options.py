@@ -14,6 +14,7 @@ from pipeline.errors import UsageError
 
 __all__ = [
     "DEFAULT_BEAM_ARGS",
+    "IN_PROCESS_BEAM_ARGS",
     "beam_options",
     "check_runner",
     "configure_filesystems",
@@ -23,6 +24,10 @@ __all__ = [
 
 DEFAULT_BEAM_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2")
 """Both cores, and never the Prism download that Beam's default runner attempts first."""
+
+IN_PROCESS_BEAM_ARGS = ("--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1")
+"""A small input's runner: the same graph in this process, no worker processes to start
+(each would import Beam again, a second or more, for seconds of work)."""
 
 
 def unknown_beam_flag(beam_args) -> str | None:
@@ -34,13 +39,16 @@ def unknown_beam_flag(beam_args) -> str | None:
     return unknown[0] if unknown else None
 
 
-def beam_options(beam_args) -> PipelineOptions:
-    """The user's Beam flags, plus our defaults for the runner and a quiet worker log."""
+def beam_options(beam_args, *, in_process: bool = False) -> PipelineOptions:
+    """The user's Beam flags, plus our defaults for the runner and a quiet worker log.
+
+    `in_process`: without a `--runner` of the user's, run in this process (a small input).
+    """
     args = list(beam_args)
     if _has_flag(args, "--dry_run"):
         raise UsageError("--dry_run only builds the Beam job: there would be nothing to publish")
     if not _has_flag(args, "--runner"):
-        args = [*DEFAULT_BEAM_ARGS, *args]
+        args = [*(IN_PROCESS_BEAM_ARGS if in_process else DEFAULT_BEAM_ARGS), *args]
     if not _has_flag(args, "--default_sdk_harness_log_level"):
         args.append("--default_sdk_harness_log_level=WARNING")
     options = PipelineOptions(args)

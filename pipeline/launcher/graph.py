@@ -72,6 +72,7 @@ def build_pipeline(settings, plan: ExportPlan, options: PipelineOptions) -> beam
         shard_target_bytes=tunables.shard_target_bytes,
         min_part_bytes=tunables.min_part_bytes,
         group_partitions=tunables.group_partitions,
+        max_values_per_user=settings.max_values_per_user,
         rejects_part_bytes=tunables.rejects_part_bytes,
     )
     return p

@@ -97,6 +97,8 @@ def _run_export(settings: RunSettings, now, date, run_id: str, tunables: Tunable
         log.info("query (%s) checked; tables it can read: %d", query.origin, len(query.tables))
     else:
         log.info("%d tables checked: %s", len(table_list), ", ".join(t.name for t in table_list))
+    if not query and sum(t.rows for t in table_list) <= tunables.in_process_rows:
+        options = beam_options(settings.beam_args, in_process=True)  # small: no worker processes
 
     target = ExportTarget(
         spec, uploads_dir, settings.export_name, date.isoformat(), run_id, settings.compression, settings.append,
@@ -278,6 +280,9 @@ def _run_graph(plan: ExportPlan, settings: RunSettings, options: PipelineOptions
             except Exception as error:  # a worker's error, as the runner hands it back
                 if local_workers:  # a bundle still in flight must not write after the cleanup
                     stop_children()
+                stop = _signal_within(error)
+                if stop is not None:  # in process, SIGTERM or Ctrl-C came while a DoFn ran
+                    raise stop from error
                 failure = _invalid_row_found(plan) or _pipeline_failure(error)
                 if failure is error:  # ours, raised in-process as it is
                     raise
@@ -290,6 +295,17 @@ def _run_graph(plan: ExportPlan, settings: RunSettings, options: PipelineOptions
                 raise
     data = json.loads(plan.target.store_spec.open().get(plan.target.launcher_dir + SUMMARY))
     return Summary.from_json(data)
+
+
+def _signal_within(error: BaseException) -> BaseException | None:
+    """The `Terminated` or `KeyboardInterrupt` that Beam wrapped in a step's error, if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, (Terminated, KeyboardInterrupt)):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _invalid_row_found(plan: ExportPlan) -> InvalidRecordsError | None:

@@ -5,6 +5,11 @@ Amazon's limits stay constants where they are enforced; these are the knobs belo
 
 import dataclasses
 
+# Tables whose footers count at most this many rows in all are exported in this process
+# (`beam_options(in_process=True)`): below it, starting two worker processes costs more than
+# they save (benchmarks/README.md, "Small exports").
+IN_PROCESS_ROWS = 1_000_000
+
 from pipeline.storage.multipart import MIN_PART_BYTES
 from transforms.rejects import PART_TARGET_BYTES
 from transforms.shards import SHARD_TARGET_BYTES
@@ -22,3 +27,5 @@ class Tunables:
     """Partitions of users for `--group-by-user`; None: from the input's row count."""
     rejects_part_bytes: int = PART_TARGET_BYTES
     """A part of the rejects file rolls over at this size."""
+    in_process_rows: int = IN_PROCESS_ROWS
+    """Inputs of at most this many rows (by their footers) run in this process, unless `--runner` is given."""

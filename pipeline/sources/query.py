@@ -8,6 +8,8 @@ offline worker cannot do, and pyarrow reads the same files the table-based run r
 columns as strings, with the standard AWS credential chain.
 """
 
+from __future__ import annotations  # DuckDB's types in annotations: it loads only when a query runs
+
 import contextlib
 import dataclasses
 import datetime
@@ -17,8 +19,8 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
@@ -34,6 +36,9 @@ from pipeline.sources.s3_access import resolve_s3_access
 from pipeline.sources.tables import lake_snapshot, snapshot_id, table_files
 from pipeline.sources.warehouse import WarehouseQuery, plan_warehouse_query
 from pipeline.storage.s3 import parse_s3_uri
+
+if TYPE_CHECKING:
+    import duckdb
 
 __all__ = [
     "QUERY_TABLE",
@@ -136,6 +141,8 @@ def open_engine(query: Query, *, threads: int | None = None) -> Iterator[duckdb.
     Memory: `query.memory_limit`, else a quarter of the machine's (DuckDB's own default, 80%,
     would starve the Beam workers beside it); past it DuckDB spills to a temporary directory.
     """
+    import duckdb  # only a run with a query pays its import
+
     temp_dir = tempfile.mkdtemp(prefix="krux-export-duckdb-")
     try:
         connection = duckdb.connect(
@@ -178,6 +185,8 @@ def _next(reader):
 
 
 def _run(query: Query, action):
+    import duckdb
+
     try:
         return action()
     except (duckdb.Error, pa.ArrowException) as error:
@@ -186,6 +195,8 @@ def _run(query: Query, action):
 
 def query_failure(error: BaseException, query: Query) -> ExportError:
     """DuckDB's one-line message, with the query's origin and, where known, its line."""
+    import duckdb
+
     text = str(error).strip()
     lines = text.splitlines() or [type(error).__name__]
     line = _error_line(text, query.sql)
@@ -214,6 +225,8 @@ def _error_line(text: str, sql: str) -> int | None:
 
 
 def _check_statement(connection, query: Query) -> None:
+    import duckdb
+
     try:
         statements = connection.extract_statements(query.sql)
     except duckdb.Error as error:

@@ -8,7 +8,6 @@ region, endpoint. Resolved there, never shipped: the value holds the keys, so it
 import dataclasses
 from urllib.parse import urlparse
 
-import boto3
 import pyarrow.fs as pafs
 
 from pipeline.storage.s3 import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, RETRY_ATTEMPTS, make_s3_client
@@ -57,6 +56,8 @@ class S3Access:
 
 
 def resolve_s3_access() -> S3Access:
+    import boto3  # only a run that reads s3:// tables pays its import (start-up cost)
+
     client = make_s3_client()
     credentials = boto3.session.Session().get_credentials()
     frozen = credentials.get_frozen_credentials() if credentials else None

@@ -8,8 +8,6 @@ import random
 import re
 import time
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import (
     ClientError,
     IncompleteReadError,
@@ -79,6 +77,9 @@ def make_s3_client(
     """
     if (access_key_id is None) != (secret_access_key is None):
         raise ConfigError("an access key id needs its secret access key, and the reverse")
+    import boto3  # loaded by the first S3 client only: ~0.4 s that a local run or `--help` skips
+    from botocore.config import Config
+
     config = Config(
         # `total_max_attempts`: in a client Config, botocore's `max_attempts` counts retries only.
         retries={"mode": "standard", "total_max_attempts": 1 if prompt else RETRY_ATTEMPTS},

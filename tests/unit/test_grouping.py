@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline.krux import grouping
+from pipeline.errors import InvalidRecordsError
 from pipeline.krux.grouping import group_lines, split_by_partition, to_triples, user_hashes
 from pipeline.krux.lines import NormalizedBatch
 
@@ -485,3 +486,55 @@ def test_passes_split_a_partition_by_user_and_their_lines_are_the_partitions_lin
     lines = [line for part in passes for line in group_lines(part, SEGMENT).to_pylist()]
     assert sorted(lines) == sorted(group_lines(partition, SEGMENT).to_pylist())
     assert grouping.in_pass(partition, 0, 1) is partition
+
+
+# -- hot users: one user with more triples than a pass ------------------------------------------
+
+
+def hot_user_runs(runs=20, rows=500):
+    """Runs of a placeholder user '0' on every row (the same few values again and again) and
+    of ordinary users: each run repeats the hot user's values, as each batch of a table would."""
+    return [
+        to_triples(make_batch(
+            ["0"] * rows + [f"user{i}" for i in range(rows)],
+            [[f"seg{i % 7}"] for i in range(rows)] + [["seg1"]] * rows,
+            country=[["DE" if i % 2 else "FR"] for i in range(2 * rows)],
+        ), SEGMENT)
+        for run in range(runs)
+    ]
+
+
+def test_a_hot_users_repeats_are_dropped_as_runs_come_so_memory_follows_distinct_values():
+    runs = hot_user_runs()
+    budget = 2_000  # triples: one run holds about 1,500 of them after its own repeats are dropped
+    held = grouping.PassTriples(budget)
+    peak = 0
+    for run in runs:
+        held.add(run)
+        peak = max(peak, held.held)
+
+    assert held.compactions > 0
+    assert peak <= 2 * budget + runs[0].num_rows  # not the 20 runs' 30,000 triples
+    assert group_lines(held.table(), SEGMENT).to_pylist() == group_lines(pa.concat_tables(runs), SEGMENT).to_pylist()
+    assert "0^segment:seg0,seg1,seg2,seg3,seg4,seg5,seg6;country:DE,FR\n" in group_lines(held.table(), SEGMENT).to_pylist()
+
+
+def test_a_user_with_more_distinct_values_than_the_limit_is_refused_by_name():
+    batch = make_batch(["unknown"] * 5 + ["u1"], [[f"s{i}"] for i in range(5)] + [["s1"]])
+
+    assert len(group_lines(to_triples(batch, SEGMENT), SEGMENT, max_values_per_user=5)) == 2
+    with pytest.raises(InvalidRecordsError) as refused:
+        group_lines(to_triples(batch, SEGMENT), SEGMENT, max_values_per_user=4)
+    assert refused.value.exit_code == 3
+    assert "user id 'unknown' has at least 5 distinct values" in str(refused.value)
+    assert "--max-values-per-user 4" in str(refused.value)
+
+
+def test_a_hot_user_past_the_limit_is_refused_while_its_runs_are_read():
+    runs = [to_triples(make_batch(["0"] * 100, [[f"s{run}-{i}"] for i in range(100)]), SEGMENT) for run in range(50)]
+    held = grouping.PassTriples(budget=300, max_values_per_user=1_000)
+
+    with pytest.raises(InvalidRecordsError, match="user id '0' has at least"):
+        for run in runs:
+            held.add(run)
+    assert held.held <= 2 * 1_000 + 100  # refused long before the 5,000 values were held
