@@ -1,1 +1,1 @@
-"""One export end to end on the launcher: Beam options, the graph, running it, publishing."""
+"""One export end to end on the launcher: Beam options, planning, the graph, running it, cleaning up."""

@@ -21,7 +21,6 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
 from pipeline.config.connections import load_connection
 from pipeline.config.settings import DEFAULT_BUCKET, RunSettings
-from pipeline.config.wording import plural
 from pipeline.errors import (
     UNEXPECTED,
     ExportError,
@@ -138,7 +137,6 @@ def _run_export(settings: RunSettings, now, date, run_id: str, tunables: Tunable
     _remove_staging_best_effort(store, staging)
     if rejects:
         _remove_rejects_best_effort(rejects, tunables, file=False)
-        log.info("%s written to %s", plural(sum(summary.invalid.values()), "invalid row"), rejects.uri)
     return RunResult(dataclasses.replace(
         summary,
         duration_s=round(time.monotonic() - started, 3),

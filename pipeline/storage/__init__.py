@@ -1,1 +1,1 @@
-"""Object stores (S3 and local), the one S3 client factory, multipart merges, and finding input tables."""
+"""Where the file goes: object stores (S3 and local), the one S3 client factory, multipart merges, publishing."""
