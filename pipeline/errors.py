@@ -222,3 +222,9 @@ def error_from_worker(text: str) -> ExportError | None:
 def _class_and_message(error: BaseException) -> str:
     message = (str(error).strip().splitlines() or [""])[0]
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's text, or its class name when it has none."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__

@@ -8,7 +8,7 @@ Whatever the format (Parquet row groups or a CSV file, local or `s3://`), each e
 import apache_beam as beam
 import pyarrow as pa
 
-from pipeline.errors import ExportError, SchemaError, StorageError, UnexpectedError
+from pipeline.errors import ExportError, SchemaError, StorageError, UnexpectedError, first_line
 from pipeline.sources.files import BATCH_ROWS, is_storage_failure, read_task
 from transforms import metrics
 from transforms.progress import ProgressChannel
@@ -73,7 +73,7 @@ def _read_failure(error: Exception, task) -> ExportError:
     the file; a bug or exhausted memory says so, with its class, rather than "fix the file".
     """
     where = dict(table=task.table, path=task.path)
-    reason = f"table {task.table}: cannot read {task.path}: {_first_line(error)}"
+    reason = f"table {task.table}: cannot read {task.path}: {first_line(error)}"
     if isinstance(error, ExportError):
         return error
     if is_storage_failure(error) or isinstance(error, OSError) and error.errno is not None:
@@ -84,6 +84,3 @@ def _read_failure(error: Exception, task) -> ExportError:
         return SchemaError(reason, **where)  # Arrow's verdict on the bytes (its IOError has no errno)
     return UnexpectedError.of(error, f"table {task.table}: reading {task.path}")
 
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]

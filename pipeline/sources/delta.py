@@ -17,8 +17,8 @@ from urllib.parse import unquote
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.errors import SchemaError, StorageError
-from pipeline.sources.listing import expand_glob, first_line
+from pipeline.errors import SchemaError, StorageError, first_line
+from pipeline.sources.listing import expand_glob
 from pipeline.sources.s3_access import resolve_s3_access
 
 __all__ = ["DELTA_LOG", "DeltaFile", "DeltaSnapshot", "is_delta_table", "kept_rows", "open_delta", "scan_batches"]

@@ -15,10 +15,11 @@ from urllib.parse import unquote
 
 import pyarrow as pa
 
-from pipeline.errors import ConfigError, SchemaError, StorageError, UsageError
-from pipeline.sources.listing import ICEBERG_SCHEME, first_line
+from pipeline.errors import ConfigError, SchemaError, StorageError, UsageError, first_line
 
 __all__ = ["ICEBERG_SCHEME", "IcebergSnapshot", "is_iceberg", "namespace_tables", "open_iceberg", "scan_file"]
+
+ICEBERG_SCHEME = "iceberg://"
 
 
 @dataclasses.dataclass(frozen=True)

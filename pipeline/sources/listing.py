@@ -10,11 +10,11 @@ import os
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.errors import StorageError, UsageError
+from pipeline.errors import StorageError, UsageError, first_line
+from pipeline.sources.iceberg import ICEBERG_SCHEME, namespace_tables, table_exists
 from pipeline.storage.s3 import parse_s3_uri
 
 CSV_SUFFIXES = (".csv.gz", ".csv")
-ICEBERG_SCHEME = "iceberg://"
 PARQUET_SUFFIX = ".parquet"
 
 
@@ -38,7 +38,6 @@ def database_tables(database: str, table_prefix: str) -> list[str]:
     """The table entries directly under a database folder (or the tables of an Iceberg namespace)
     whose names start with the prefix."""
     if database.startswith(ICEBERG_SCHEME):
-        from pipeline.sources.iceberg import namespace_tables
 
         entries = [uri for uri in namespace_tables(database) if table_name(uri).startswith(table_prefix)]
     else:
@@ -89,14 +88,7 @@ def _is_table_entry(uri: str) -> bool:
     return uri.endswith("/") or is_csv(uri) or uri.endswith(PARQUET_SUFFIX)
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of an error's text, or its class name when it has none."""
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
-
-
 def _iceberg_source(uri: str) -> list[str]:
-    from pipeline.sources.iceberg import table_exists  # pyiceberg loads only for Iceberg tables
 
     return [uri] if table_exists(uri) else []
 

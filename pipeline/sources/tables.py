@@ -20,12 +20,12 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.errors import SchemaError, StorageError
+from pipeline.errors import SchemaError, StorageError, first_line
 from pipeline.krux.lines import LineRules
 from pipeline.sources.delta import DeltaSnapshot, is_delta_table, open_delta
 from pipeline.sources.files import ReadTask, TableBatch, is_storage_failure, open_csv_stream
 from pipeline.sources.iceberg import IcebergSnapshot, is_iceberg, open_iceberg
-from pipeline.sources.listing import find_tables, first_line, is_csv, is_data_file, is_dir, list_dir
+from pipeline.sources.listing import find_tables, is_csv, is_data_file, is_dir, list_dir
 from pipeline.sources.schema import check_columns
 
 __all__ = ["ReadTask", "Table", "TableBatch", "find_tables", "load_tables", "table_files", "tables_of"]

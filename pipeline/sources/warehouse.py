@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import pyarrow as pa
 
 from pipeline.config.connections import Warehouse, load_warehouse
-from pipeline.errors import ExportError, SchemaError, StorageError
+from pipeline.errors import ExportError, SchemaError, StorageError, first_line
 from pipeline.krux.lines import LineRules
 from pipeline.sources.result import check_result_schema, query_rules
 
@@ -66,7 +66,7 @@ def connect(warehouse: Warehouse):
     try:
         connection = driver.connect(uri, db_kwargs=db_kwargs) if uri is not None else driver.connect(db_kwargs=db_kwargs)
     except Exception as error:  # the driver's own kinds (OperationalError, ProgrammingError...)
-        reason = _scrubbed(_first_line(error), warehouse)
+        reason = _scrubbed(first_line(error), warehouse)
         raise StorageError(f"warehouse {warehouse.name}: cannot connect: {reason}") from None
     try:
         yield connection
@@ -151,7 +151,7 @@ def _failures(warehouse: str, origin: str):
     except ExportError:
         raise
     except (DatabaseError, pa.ArrowException) as error:
-        reason = _database_message(_first_line(error))
+        reason = _database_message(first_line(error))
         kind = StorageError if isinstance(error, OperationalError) and _is_connection_loss(reason) else SchemaError
         raise kind(f"{origin}: {reason} (warehouse {warehouse})") from error
 
@@ -209,10 +209,6 @@ def _slices(batch: pa.RecordBatch, batch_rows: int) -> Iterator[pa.RecordBatch]:
     for start in range(0, batch.num_rows, batch_rows):
         yield batch.slice(start, batch_rows)
 
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
 
 
 def _scrubbed(text: str, warehouse: Warehouse) -> str:
