@@ -91,7 +91,8 @@ def test_a_result_without_user_id_first_is_refused_as_for_duckdb(home, run):
     code, summary, _, _ = run("--warehouse", "pg", "--query", "SELECT td_segment, user_id FROM audience")
     assert code == 2
     assert summary["error"] == ("--query: the result's first two columns must be user_id and td_segment "
-                                "(in that order), got td_segment, user_id")
+                                "(in that order), got td_segment, user_id; rename them with AS, e.g. SELECT KUID AS "
+                                "user_id, segment_name AS td_segment")
 
 
 def test_a_password_inside_the_uri_is_refused_without_being_shown(tmp_path, monkeypatch, postgres, run):
