@@ -10,7 +10,7 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import BeamAssertException, assert_that
 
 from pipeline.config.connections import Connection, save_connection
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, UsageError
 from transforms import WriteToKrux
 
 DAY = "2026-11-28"
@@ -200,5 +200,5 @@ def test_a_connection_mapping_that_would_carry_a_secret_or_lacks_a_field_is_refu
 def test_settings_are_checked_as_the_cli_checks_them():
     with pytest.raises(ConfigError, match="export_name: export name 'first-party' must match"):
         WriteToKrux(connection=None, date=DAY, output_root="/tmp/x", export_name="first-party")
-    with pytest.raises(Exception, match="date '28/11/2026' is not a date of the form YYYY-MM-DD"):
+    with pytest.raises(UsageError, match="date '28/11/2026' is not of the form YYYY-MM-DD"):
         WriteToKrux(connection=None, date="28/11/2026", output_root="/tmp/x")
