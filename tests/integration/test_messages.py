@@ -216,7 +216,7 @@ def test_an_unknown_job_key_lists_the_allowed_keys_and_the_closest(tmp_path, cap
     assert code == 2
     assert (f"{job}: unknown key result_settings.group_by_users (did you mean result_settings.group_by_user? "
             "allowed: export_type, skip_invalid_records, append, group_by_user, allow_empty, compression, "
-            "export_name)") in err
+            "export_name, append_key, max_drop)") in err
 
 
 # -- tables --------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ def export(database, out, capsys, *extra, tunables=None):
     stdout, stderr = capsys.readouterr()
     assert code == 0, stderr
     summary = json.loads(stdout.strip().splitlines()[-1])
-    [published] = list((out / DAY).iterdir())
+    [published] = list((out / DAY).glob("[!.]*"))  # not the line-count sidecar (docs/destination.md)
     text = gzip.decompress(published.read_bytes()) if published.name.endswith(".gz") else published.read_bytes()
     children_cpu = (after.children_user + after.children_system) - (before.children_user + before.children_system)
     return summary, published.name, sorted(text.decode().splitlines()), children_cpu
