@@ -57,11 +57,11 @@ SUB_BUCKETS = 256
 # triples each, so a planned partition (750k rows, about 4M triples) takes one pass.
 GROUP_TRIPLES = 5_000_000
 
-# Largest (user, attr, value) code key packed into one int64 for sorting.
-_MAX_PACKED_KEY = np.iinfo(np.int64).max
+MAX_PACKED_KEY = np.iinfo(np.int64).max
+"""Largest (user, attr, value) code key packed into one int64 for sorting; past it, a lexsort."""
 
 
-def to_triples(norm: NormalizedBatch, segment_attribute: str) -> pa.Table:
+def to_triples(norm: NormalizedBatch, segment_attribute: str, *, max_packed_key: int = MAX_PACKED_KEY) -> pa.Table:
     """Flatten a batch of valid rows into `(user, attr, value)` rows, exact repeats dropped.
 
     Segment values come under `segment_attribute`, each attribute's values under its column
@@ -84,7 +84,7 @@ def to_triples(norm: NormalizedBatch, segment_attribute: str) -> pa.Table:
     user_codes = _int_codes(user_encoded.indices)[rows]
     value_codes = _int_codes(value_encoded.indices)
     user_count, value_count = len(user_encoded.dictionary), len(value_encoded.dictionary)
-    if user_count * len(lists) * value_count <= _MAX_PACKED_KEY:
+    if user_count * len(lists) * value_count <= max_packed_key:
         keys = (user_codes * len(lists) + attr_codes) * value_count + value_codes
         order = np.argsort(keys)
         kept = np.sort(order[_run_starts(keys[order])])  # one row per distinct key, batch order
@@ -265,7 +265,13 @@ def distinct_triples(triples: pa.Table, max_values_per_user: int = MAX_VALUES_PE
     )
 
 
-def group_lines(triples: pa.Table, segment_attribute: str, max_values_per_user: int = MAX_VALUES_PER_USER) -> pa.Array:
+def group_lines(
+    triples: pa.Table,
+    segment_attribute: str,
+    max_values_per_user: int = MAX_VALUES_PER_USER,
+    *,
+    max_packed_key: int = MAX_PACKED_KEY,
+) -> pa.Array:
     """One Krux line per distinct user of `triples`, each ending in `\\n`, ordered by user id.
 
     docs/line.md, Grouping: each attribute's values are the union over the user's rows, repeats
@@ -277,7 +283,7 @@ def group_lines(triples: pa.Table, segment_attribute: str, max_values_per_user: 
     if triples.num_rows == 0:
         return pa.array([], pa.large_string())
     users, attrs, values, user_codes, attr_codes, value_codes = _distinct_codes(
-        triples, max_values_per_user, first_attr=segment_attribute
+        triples, max_values_per_user, first_attr=segment_attribute, max_packed_key=max_packed_key
     )
     new_user = _run_starts(user_codes)
     new_group = new_user | _run_starts(attr_codes)
@@ -297,7 +303,9 @@ def group_lines(triples: pa.Table, segment_attribute: str, max_values_per_user: 
     )
 
 
-def _distinct_codes(triples: pa.Table, max_values_per_user: int, first_attr: str | None = None):
+def _distinct_codes(
+    triples: pa.Table, max_values_per_user: int, first_attr: str | None = None, max_packed_key: int = MAX_PACKED_KEY
+):
     """The sorted distinct strings of each column and the distinct triples' codes into them,
     sorted by user, attribute name (`first_attr` first), value; refuses a user with too many values."""
     users, user_codes = _sorted_codes(triples.column("user"))
@@ -309,7 +317,7 @@ def _distinct_codes(triples: pa.Table, max_values_per_user: int, first_attr: str
         attr_rank[attr_order] = np.arange(len(attrs))
         attrs, attr_codes = attrs.take(attr_order), attr_rank[attr_codes]
     user_codes, attr_codes, value_codes = _distinct_sorted(
-        user_codes, attr_codes, value_codes, len(attrs), len(values)
+        user_codes, attr_codes, value_codes, len(attrs), len(values), max_packed_key
     )
     _check_values_per_user(users, user_codes, max_values_per_user)
     return users, attrs, values, user_codes, attr_codes, value_codes
@@ -367,6 +375,7 @@ def _distinct_sorted(
     value_codes: np.ndarray,
     attr_count: int,
     value_count: int,
+    max_packed_key: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The distinct `(user, attr, value)` code triples, sorted in that order of precedence.
 
@@ -374,7 +383,7 @@ def _distinct_sorted(
     billions of distinct values), and an int64 sort is several times faster than a lexsort.
     """
     user_count = int(user_codes.max()) + 1
-    if user_count * attr_count * value_count <= _MAX_PACKED_KEY:
+    if user_count * attr_count * value_count <= max_packed_key:
         keys = np.sort((user_codes * attr_count + attr_codes) * value_count + value_codes)
         keys = keys[_run_starts(keys)]
         rest, value_codes = np.divmod(keys, value_count)

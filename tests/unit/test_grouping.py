@@ -100,11 +100,10 @@ def test_to_triples_keeps_a_value_shared_by_two_attributes_of_one_user():
     assert rows_of(to_triples(norm, SEGMENT)) == [("u1", "segment", "x"), ("u1", "tag", "x")]
 
 
-def test_to_triples_keeps_every_triple_when_codes_do_not_fit_one_sort_key(monkeypatch):
-    monkeypatch.setattr(grouping, "_MAX_PACKED_KEY", 0)
+def test_to_triples_keeps_every_triple_when_codes_do_not_fit_one_sort_key():
     norm = make_batch(["u1", "u1"], [["seg1"], ["seg2"]], city=[["Paris"], ["Paris"]])
 
-    assert rows_of(to_triples(norm, SEGMENT)) == [
+    assert rows_of(to_triples(norm, SEGMENT, max_packed_key=0)) == [
         ("u1", "city", "Paris"),
         ("u1", "city", "Paris"),
         ("u1", "segment", "seg1"),
@@ -262,7 +261,7 @@ def test_group_lines_reads_chunked_and_large_string_columns():
     ]
 
 
-def test_lines_are_the_same_when_codes_do_not_fit_one_sort_key(monkeypatch):
+def test_lines_are_the_same_when_codes_do_not_fit_one_sort_key():
     table = triples(
         ("u2", "segment", "b"),
         ("u1", "city", "Oslo"),
@@ -270,9 +269,8 @@ def test_lines_are_the_same_when_codes_do_not_fit_one_sort_key(monkeypatch):
         ("u1", "segment", "a"),
         ("u1", "segment", "c"),
     )
-    monkeypatch.setattr(grouping, "_MAX_PACKED_KEY", 0)
 
-    assert group_lines(table, SEGMENT).to_pylist() == [
+    assert group_lines(table, SEGMENT, max_packed_key=0).to_pylist() == [
         "u1^segment:a,c;city:Oslo\n",
         "u2^segment:b\n",
     ]
