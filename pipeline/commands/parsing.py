@@ -6,6 +6,7 @@ of a flag that neither it nor Beam knows.
 """
 
 import argparse
+import difflib
 
 from pipeline.errors import UsageError
 
@@ -30,6 +31,17 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(message)
+
+    def _check_value(self, action, value):
+        """A mistyped command says which commands there are, and the closest."""
+        if isinstance(action, argparse._SubParsersAction) and value not in action.choices:
+            known = list(action.choices)
+            close = difflib.get_close_matches(value, known, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            parent = self.prog.partition(" ")[2]  # "connection" of "krux-export connection"
+            kind = f"{parent} command" if parent else "command"
+            raise UsageError(f"unknown {kind} {value!r} ({hint}{kind}s: {', '.join(known)})")
+        super()._check_value(action, value)
 
 
 def add_commands(parser: argparse.ArgumentParser, dest: str):

@@ -55,6 +55,18 @@ def test_a_missing_command_names_the_commands_there_are(capsys, argv, words):
 
 
 @pytest.mark.parametrize("argv, words", [
+    (["rn"], "unknown command 'rn' (did you mean run? commands: run, preview, connection, schedule, history)"),
+    (["bogus"], "unknown command 'bogus' (commands: run, preview, connection, schedule, history)"),
+    (["connection", "lst"],
+     "unknown connection command 'lst' (did you mean list? connection commands: add, list, test, remove)"),
+])
+def test_a_mistyped_command_names_the_closest_and_the_commands_there_are(capsys, argv, words):
+    code, _, err = krux(argv, capsys)
+    assert code == 2
+    assert err == f"krux-export: error: {words}\n"
+
+
+@pytest.mark.parametrize("argv, words", [
     (["run", "--source", "x", "--skip-invalid-record"], "unknown option --skip-invalid-record "
      "(did you mean --skip-invalid-records?)"),
     (["run", "--source", "x", "--group-by-users"], "unknown option --group-by-users (did you mean --group-by-user?)"),
