@@ -4,7 +4,7 @@ Rows become (user, attribute, value) triples in Arrow tables, split by a stable 
 user id into partitions sized from the input (`plan_partitions`: about 750k rows each, so a
 500M-row export has hundreds). The shuffle never moves a Python object per row:
 - on a runner with a shuffle service (Dataflow, Flink, portable), Beam's GroupByKey moves one
-  compressed Arrow IPC stream per batch and partition;
+  compressed Arrow IPC stream per partition and flush of a few million triples;
 - on a local runner, whose GroupByKey would hold everything in the launcher, the triples go to
   compressed runs on the local disk (`transforms.spill`) and only their paths are shuffled.
 Each partition is then grouped with pyarrow in passes of about `GROUP_TRIPLES` triples (a user
@@ -25,10 +25,8 @@ from pipeline.krux.grouping import (
     group_lines,
     in_pass,
     passes_for,
-    split_by_partition,
-    to_triples,
 )
-from transforms.spill import SpillTriplesFn, pack_arrow, read_run
+from transforms.spill import PackTriplesFn, SpillTriplesFn, read_run
 
 __all__ = ["GroupByUser", "line_blocks"]
 
@@ -51,7 +49,7 @@ class GroupByUser(beam.PTransform):
     def expand(self, checked):
         attribute, partitions = self._segment_attribute, self.partitions
         if self.spill_dir is None:
-            runs = checked | "ToTriples" >> beam.FlatMap(_packed_triples, attribute, partitions)
+            runs = checked | "ToTriples" >> beam.ParDo(PackTriplesFn(attribute, partitions))
         else:
             runs = checked | "SpillTriples" >> beam.ParDo(SpillTriplesFn(attribute, partitions, self.spill_dir))
         return (
@@ -60,11 +58,6 @@ class GroupByUser(beam.PTransform):
             | "BuildUserLines"
             >> beam.ParDo(_GroupPartitionFn(attribute, self._pass_triples, self._max_values_per_user))
         )
-
-
-def _packed_triples(checked, attribute: str, partitions: int):
-    for partition, triples in split_by_partition(to_triples(checked.rows, attribute), partitions):
-        yield partition, (triples.num_rows, pack_arrow(triples))
 
 
 class _GroupPartitionFn(beam.DoFn):

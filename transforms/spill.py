@@ -1,11 +1,17 @@
-"""Triples runs on local disk: the shuffle of `GroupByUser` on a runner that has no shuffle service.
+"""Triples split by partition, a few million at a time: the input of `GroupByUser`'s shuffle.
 
-The local runners (FnApiRunner, DirectRunner) hold a GroupByKey's whole input in the runner
-process, so a grouped export of 100M rows would need tens of GiB there. Instead each worker
-appends its triples to one compressed Arrow IPC stream file per partition and bundle (a "run")
-in a spill directory on the local disk, and only `(partition, (triples, path))` references go
-through Beam. The directory is made and removed by the launcher; every worker of a local run
-shares the machine, so they all see it.
+`PartitionTriplesFn` gathers a bundle's triples and splits them by partition about
+`FLUSH_TRIPLES` at a time, so that each partition receives one chunk per flush, not one per
+batch (at 100M rows and 134 partitions a batch's share of a partition is a few hundred rows:
+per-chunk costs would dominate). Two ways to hand the chunks on:
+- `PackTriplesFn`: each chunk as a compressed Arrow IPC stream through Beam's GroupByKey, on a
+  runner with a shuffle service (Dataflow, Flink, portable);
+- `SpillTriplesFn`: on the local runners (FnApiRunner, DirectRunner), which would hold a
+  GroupByKey's whole input in the runner process (tens of GiB at 100M rows), each worker
+  appends its chunks to one compressed Arrow IPC stream file per partition and bundle (a
+  "run") in a spill directory on the local disk, and only `(partition, (triples, path))`
+  references go through Beam. The directory is made and removed by the launcher; every
+  worker of a local run shares the machine, so they all see it.
 """
 
 import errno
@@ -18,14 +24,15 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 from pipeline.errors import StorageError
-from pipeline.krux.grouping import split_by_partition, to_triples
+from pipeline.krux.grouping import concat_triples, split_by_partition, to_triples
 
-__all__ = ["IPC_OPTIONS", "SpillTriplesFn", "pack_arrow", "read_run"]
+__all__ = ["IPC_OPTIONS", "PackTriplesFn", "SpillTriplesFn", "pack_arrow", "read_run"]
 
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
-# Triples held per worker before they are written to their partitions' runs: larger writes
-# compress better; this bounds the memory (about 40 bytes a triple).
-FLUSH_TRIPLES = 1_000_000
+# Triples a worker holds before they are split into their partitions' chunks (about 35 bytes
+# a triple, twice that while splitting): larger chunks cost less per triple to write, read
+# and group, and compress better.
+FLUSH_TRIPLES = 4_000_000
 
 
 def pack_arrow(data: pa.Table | pa.RecordBatch) -> bytes:
@@ -54,54 +61,84 @@ def _spill_error(spill_dir: str, error: OSError) -> StorageError:
     return StorageError(f"grouping by user: local spill directory {spill_dir}: {reason}")
 
 
-class SpillTriplesFn(beam.DoFn):
-    """`CheckedBatch`es → triples in runs under `spill_dir`; outputs `(partition, (triples, path))`."""
+class PartitionTriplesFn(beam.DoFn):
+    """`CheckedBatch`es → triples split by partition, `FLUSH_TRIPLES` at a time, handed to `_keep`."""
 
-    def __init__(self, segment_attribute: str, partitions: int, spill_dir: str):
+    def __init__(self, segment_attribute: str, partitions: int):
         self._attribute = segment_attribute
         self._partitions = partitions
+
+    def start_bundle(self):
+        self._pending, self._pending_triples = [], 0
+
+    def process(self, checked):
+        triples = to_triples(checked.rows, self._attribute)
+        if triples.num_rows:
+            self._pending.append(triples)
+            self._pending_triples += triples.num_rows
+        if self._pending_triples >= FLUSH_TRIPLES:
+            yield from self._flush()
+
+    def finish_bundle(self):
+        for element in [*self._flush(), *self._finish()]:
+            yield WindowedValue(element, 0, [GlobalWindow()])
+
+    def _flush(self) -> list:
+        if not self._pending:
+            return []
+        parts = split_by_partition(concat_triples(self._pending), self._partitions)
+        self._pending, self._pending_triples = [], 0
+        return self._keep(parts)
+
+    def _keep(self, parts: list[tuple[int, pa.Table]]) -> list:
+        """Elements for `(partition, triples)` chunks, now or (`_finish`) at the bundle's end."""
+        raise NotImplementedError
+
+    def _finish(self) -> list:
+        return []
+
+
+class PackTriplesFn(PartitionTriplesFn):
+    """Outputs `(partition, (triples, IPC bytes))` for Beam's shuffle."""
+
+    def _keep(self, parts):
+        return [(partition, (triples.num_rows, pack_arrow(triples))) for partition, triples in parts]
+
+
+class SpillTriplesFn(PartitionTriplesFn):
+    """Appends the chunks to runs under `spill_dir`; outputs `(partition, (triples, path))` per run."""
+
+    def __init__(self, segment_attribute: str, partitions: int, spill_dir: str):
+        super().__init__(segment_attribute, partitions)
         self._spill_dir = spill_dir
 
     def start_bundle(self):
-        self._writers = {}  # partition -> (writer, path, triples written)
-        self._pending, self._pending_triples = {}, 0
+        super().start_bundle()
+        self._writers = {}  # partition -> [writer, path, triples written]
 
-    def process(self, checked):
-        for partition, triples in split_by_partition(to_triples(checked.rows, self._attribute), self._partitions):
-            self._pending.setdefault(partition, []).append(triples)
-            self._pending_triples += triples.num_rows
-        if self._pending_triples >= FLUSH_TRIPLES:
-            self._flush()
-        return ()
+    def _keep(self, parts):
+        try:
+            for partition, triples in parts:
+                entry = self._writers.get(partition)
+                if entry is None:
+                    path = os.path.join(self._spill_dir, f"{uuid.uuid4().hex}-{partition}.arrows")
+                    entry = [pa.ipc.new_stream(path, triples.schema, options=IPC_OPTIONS), path, 0]
+                    self._writers[partition] = entry
+                entry[0].write_table(triples)
+                entry[2] += triples.num_rows
+        except OSError as error:  # a full disk, most likely
+            raise _spill_error(self._spill_dir, error) from error
+        return []
 
-    def finish_bundle(self):
-        self._flush()
+    def _finish(self):
         runs = sorted(self._writers.items())
         self._writers = {}
-        for partition, (writer, path, count) in runs:
+        for _, (writer, _, _) in runs:
             try:
                 writer.close()
             except OSError as error:
                 raise _spill_error(self._spill_dir, error) from error
-            yield WindowedValue((partition, (count, path)), 0, [GlobalWindow()])
-
-    def _flush(self):
-        try:
-            self._write_pending()
-        except OSError as error:  # a full disk, most likely
-            raise _spill_error(self._spill_dir, error) from error
-
-    def _write_pending(self):
-        for partition, tables in self._pending.items():
-            table = pa.concat_tables(tables)
-            entry = self._writers.get(partition)
-            if entry is None:
-                path = os.path.join(self._spill_dir, f"{uuid.uuid4().hex}-{partition}.arrows")
-                entry = [pa.ipc.new_stream(path, table.schema, options=IPC_OPTIONS), path, 0]
-                self._writers[partition] = entry
-            entry[0].write_table(table)
-            entry[2] += table.num_rows
-        self._pending, self._pending_triples = {}, 0
+        return [(partition, (count, path)) for partition, (_, path, count) in runs]
 
     def teardown(self):
         # Also run by the harness's shutdown while an abandoned bundle (a failed run) may still

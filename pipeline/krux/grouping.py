@@ -4,10 +4,10 @@ A batch becomes `(user, attr, value)` triples; triples are spread over partition
 hash of the user id; a partition's triples become one line per user. Everything works on
 whole columns with pyarrow compute and numpy: nothing loops over rows or users in Python.
 
-The triples' columns are dictionary-encoded, each batch's strings held once: a batch's
-distinct users are hashed (not each triple's), a partition's piece of a batch carries only the
-users and values it uses, and grouping unifies those small dictionaries instead of hashing
-every triple's strings again.
+The work is done once per triple where it must be done at all: a batch's triples index its
+own rows' ids (nothing hashed but each row's id, for its partition) and keep their values as
+text; only when a partition is grouped are its ids and values encoded, its values sorted, its
+repeats dropped, and its lines cut out of one gathered string buffer.
 """
 
 import numpy as np
@@ -25,6 +25,7 @@ __all__ = [
     "PARTITION_ROWS",
     "TRIPLES_SCHEMA",
     "UNKNOWN_ROWS_PARTITIONS",
+    "concat_triples",
     "group_lines",
     "in_pass",
     "passes_for",
@@ -35,7 +36,9 @@ __all__ = [
 ]
 
 _CODED = pa.dictionary(pa.int32(), pa.string())
-TRIPLES_SCHEMA = pa.schema([("user", _CODED), ("attr", _CODED), ("value", _CODED)])
+TRIPLES_SCHEMA = pa.schema([("user", _CODED), ("attr", _CODED), ("value", pa.string())])
+"""A user column indexing ids (a dictionary that may repeat an id: one entry per source row),
+an attribute column indexing names, and the values as text."""
 
 # 64-bit FNV-1a (http://www.isthe.com/chongo/tech/comp/fnv/), then MurmurHash3's fmix64 finaliser.
 _FNV_OFFSET_BASIS = np.uint64(0xCBF29CE484222325)
@@ -49,8 +52,8 @@ PARTITION_ROWS = 750_000
 # Partitions when the input's row count is unknown before the run (a query's result): enough
 # for about 100M rows; a bigger result takes more passes a partition, not more memory.
 UNKNOWN_ROWS_PARTITIONS = 128
-# Finer hash buckets kept with each triple (its `bucket` column), so that a partition larger
-# than expected can be grouped in several passes without hashing its users again.
+# A partition larger than expected is grouped in several passes, each taking the users whose
+# hash's top byte falls in its share of these buckets (independent of the partition, its low bits).
 SUB_BUCKETS = 256
 # Triples grouped in one pass: `group_lines` peaks near 170 bytes a triple (measured on the
 # benchmark data: 5.4M triples, 0.97 GiB; 2.7M, 0.62 GiB). The benchmark's rows give 5.4
@@ -61,42 +64,68 @@ MAX_PACKED_KEY = np.iinfo(np.int64).max
 """Largest (user, attr, value) code key packed into one int64 for sorting; past it, a lexsort."""
 
 
-def to_triples(norm: NormalizedBatch, segment_attribute: str, *, max_packed_key: int = MAX_PACKED_KEY) -> pa.Table:
-    """Flatten a batch of valid rows into `(user, attr, value)` rows, exact repeats dropped.
+def to_triples(norm: NormalizedBatch, segment_attribute: str) -> pa.Table:
+    """Flatten a batch of valid rows into `(user, attr, value)` rows, one per value.
 
     Segment values come under `segment_attribute`, each attribute's values under its column
-    name. A user on several rows of a batch repeats its attribute values on each of them;
-    dropping those repeats here shrinks the shuffle, at about the cost of the flattening.
+    name. Nothing is hashed or sorted here: the user column indexes the batch's own ids (one
+    dictionary entry per row) and values stay text, so a batch costs a few copies; repeats
+    are dropped once, when a partition is grouped.
     """
     named_lists = [(segment_attribute, norm.segments), *norm.attributes]
-    users = _as_array(pc.cast(norm.user, pa.string()))
     lists = [_as_array(values) for _, values in named_lists]
     flat = [pc.cast(pc.list_flatten(values), pa.string()) for values in lists]
+    if sum(len(values) for values in flat) == 0:
+        return TRIPLES_SCHEMA.empty_table()
     rows = np.concatenate([_int_codes(pc.list_parent_indices(values)) for values in lists])
     attr_codes = np.repeat(np.arange(len(lists)), [len(values) for values in flat])
-    values = pa.concat_arrays(flat)
+    users = _as_array(pc.cast(norm.user, pa.string()))
     names = pa.array([name for name, _ in named_lists], pa.string())
-    if len(values) == 0:
-        return TRIPLES_SCHEMA.empty_table()
+    return pa.table(
+        [_coded(rows, users), _coded(attr_codes, names), pa.concat_arrays(flat)], schema=TRIPLES_SCHEMA
+    )
 
-    user_encoded = pc.dictionary_encode(users)
-    value_encoded = pc.dictionary_encode(values)
-    user_codes = _int_codes(user_encoded.indices)[rows]
-    value_codes = _int_codes(value_encoded.indices)
-    user_count, value_count = len(user_encoded.dictionary), len(value_encoded.dictionary)
-    if user_count * len(lists) * value_count <= max_packed_key:
-        keys = (user_codes * len(lists) + attr_codes) * value_count + value_codes
-        order = np.argsort(keys)
-        kept = np.sort(order[_run_starts(keys[order])])  # one row per distinct key, batch order
-        user_codes, attr_codes, value_codes = user_codes[kept], attr_codes[kept], value_codes[kept]
+
+def concat_triples(tables: list[pa.Table]) -> pa.Table:
+    """Triples tables (or plain `user, attr, value` string tables) as one `TRIPLES_SCHEMA` chunk.
+
+    The user dictionaries are laid end to end (an id may then appear twice: grouping unifies
+    them), the few attribute names are merged, the values copied: nothing is hashed.
+    """
+    if len(tables) == 1 and tables[0].schema == TRIPLES_SCHEMA and tables[0].column(0).num_chunks == 1:
+        return tables[0]
+    users, user_codes, names, attr_codes, values = [], [], {}, [], []
+    user_count = 0
+    for table in tables:
+        for batch in table.select(TRIPLES_SCHEMA.names).to_batches():
+            if batch.num_rows == 0:
+                continue
+            dictionary, codes = _dictionary_and_codes(batch.column(0))
+            users.append(dictionary)
+            user_codes.append(codes + user_count)
+            user_count += len(dictionary)
+            dictionary, codes = _dictionary_and_codes(batch.column(1))
+            remap = np.array([names.setdefault(name, len(names)) for name in dictionary.to_pylist()], np.int64)
+            attr_codes.append(remap[codes])
+            value = batch.column(2)
+            values.append(value.dictionary.take(value.indices) if pa.types.is_dictionary(value.type) else value)
+    if not values:
+        return TRIPLES_SCHEMA.empty_table()
     return pa.table(
         [
-            _coded(user_codes, user_encoded.dictionary),
-            _coded(attr_codes, names),
-            _coded(value_codes, value_encoded.dictionary),
+            _coded(np.concatenate(user_codes), pa.concat_arrays([pc.cast(u, pa.string()) for u in users])),
+            _coded(np.concatenate(attr_codes), pa.array(list(names), pa.string())),
+            pa.concat_arrays([pc.cast(v, pa.string()) for v in values]),
         ],
         schema=TRIPLES_SCHEMA,
     )
+
+
+def _dictionary_and_codes(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """A dictionary column's dictionary and codes; a plain column is its own dictionary."""
+    if pa.types.is_dictionary(column.type):
+        return column.dictionary, _int_codes(column.indices)
+    return column, np.arange(len(column))
 
 
 def _coded(codes: np.ndarray, dictionary: pa.Array) -> pa.DictionaryArray:
@@ -141,66 +170,51 @@ def _hash_key(users: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
 def split_by_partition(triples: pa.Table, partitions: int) -> list[tuple[int, pa.Table]]:
     """Split triples by the partition of their user, as `(partition, table)` for non-empty ones.
 
-    Each table is compact: its dictionaries hold only the users and values it uses, so it
-    serialises only its own strings (its rows come ordered by value). It gains a `bucket` column (uint8): the user's finer hash
-    bucket within the partition (`in_pass`). Only the batch's distinct users are hashed.
+    A user's partition is its hash (`user_hashes`) modulo `partitions`. Each table is one
+    compact chunk: its user dictionary holds only its own ids, its values only its own text.
+    Only the user dictionary's entries are hashed (a batch's rows, not its triples), and the
+    two reorderings are 16-bit radix sorts.
     """
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
+    triples = concat_triples([triples])
     if triples.num_rows == 0:
         return []
-    users, attrs, values = (_as_dictionary(triples.column(name)) for name in ("user", "attr", "value"))
-    user_codes, attr_codes, value_codes = (_int_codes(c.indices) for c in (users, attrs, values))
+    users, attrs, values = (triples.column(name).chunk(0) for name in ("user", "attr", "value"))
+    user_codes = _int_codes(users.indices)
 
-    # Each distinct user of the batch: its partition, its bucket, its code within the partition.
-    hashes = user_hashes(users.dictionary)
-    user_ids = (hashes % np.uint64(partitions)).astype(np.int64)
-    user_buckets = ((hashes // np.uint64(partitions)) % np.uint64(SUB_BUCKETS)).astype(np.uint8)
-    user_order = np.argsort(user_ids, kind="stable")
-    user_starts = np.cumsum(np.bincount(user_ids, minlength=partitions)) - np.bincount(user_ids, minlength=partitions)
-    local_code = np.empty(len(user_order), np.int64)
-    local_code[user_order] = np.arange(len(user_order)) - user_starts[user_ids[user_order]]
-    partition_users = users.dictionary.take(user_order)
+    entry_partition = (user_hashes(users.dictionary) % np.uint64(partitions)).astype(np.int64)
+    entry_order = _order_by_partition(entry_partition, partitions)
+    entry_counts = np.bincount(entry_partition, minlength=partitions)
+    entry_ends = np.cumsum(entry_counts)
+    local_code = np.empty(len(entry_order), np.int64)  # each entry's index in its partition's dictionary
+    local_code[entry_order] = np.arange(len(entry_order)) - (entry_ends - entry_counts)[entry_partition[entry_order]]
+    entries = users.dictionary.take(pa.array(entry_order))
 
-    # Rows ordered by partition, then value: each partition's values in runs, numbered in one pass.
-    ids = user_ids[user_codes]
-    order = np.argsort(ids * len(values.dictionary) + value_codes)
-    sorted_ids, sorted_values = ids[order], value_codes[order]
-    new_value = _run_starts(sorted_values) | _run_starts(sorted_ids)
-    value_number = np.cumsum(new_value) - 1
-    used_values = values.dictionary.take(sorted_values[new_value])
-
-    counts = np.bincount(ids, minlength=partitions)
+    triple_partition = entry_partition[user_codes]
+    order = _order_by_partition(triple_partition, partitions)
+    counts = np.bincount(triple_partition, minlength=partitions)
     ends = np.cumsum(counts)
-    user_counts = np.bincount(user_ids, minlength=partitions)
+    ordered_values = values.take(pa.array(order))
+    ordered_users = local_code[user_codes[order]]
+    ordered_attrs = _int_codes(attrs.indices)[order]
     parts = []
     for p in np.flatnonzero(counts):
         start, end = ends[p] - counts[p], ends[p]
-        rows, codes = order[start:end], user_codes[order[start:end]]
-        first_value = value_number[start]
-        own_users = partition_users.slice(user_starts[p], user_counts[p])
-        own_values = used_values.slice(first_value, value_number[end - 1] - first_value + 1)
         columns = [
-            _coded(local_code[codes], own_users),
-            _coded(attr_codes[rows], attrs.dictionary),
-            _coded(value_number[start:end] - first_value, own_values),
-            pa.array(user_buckets[codes], pa.uint8()),
+            _coded(ordered_users[start:end], entries.slice(entry_ends[p] - entry_counts[p], entry_counts[p])),
+            _coded(ordered_attrs[start:end], attrs.dictionary),
+            ordered_values.slice(start, end - start),
         ]
-        parts.append((int(p), pa.table(columns, schema=_BUCKETED_SCHEMA)))
+        parts.append((int(p), pa.table(columns, schema=TRIPLES_SCHEMA)))
     return parts
 
 
-_BUCKETED_SCHEMA = TRIPLES_SCHEMA.append(pa.field("bucket", pa.uint8()))
-
-
-def _as_dictionary(column: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
-    """One dictionary array of strings, from a dictionary or plain string column."""
-    column = _as_array(column.unify_dictionaries() if isinstance(column, pa.ChunkedArray)
-                       and pa.types.is_dictionary(column.type) else column)
-    if not pa.types.is_dictionary(column.type):
-        column = pc.dictionary_encode(column)
-    return column
-
+def _order_by_partition(partition: np.ndarray, partitions: int) -> np.ndarray:
+    """A stable order by partition number: numpy's radix sort when the numbers fit 16 bits."""
+    if partitions <= 1 << 16:
+        return np.argsort(partition.astype(np.uint16), kind="stable")
+    return np.argsort(partition, kind="stable")
 
 
 def plan_partitions(rows: int | None, rows_per_partition: int = PARTITION_ROWS) -> int:
@@ -218,11 +232,19 @@ def passes_for(triples: int, budget: int = GROUP_TRIPLES) -> int:
 
 
 def in_pass(triples: pa.Table, number: int, passes: int) -> pa.Table:
-    """The triples of pass `number` of `passes`: a user's triples are all in the same pass."""
+    """The triples of pass `number` of `passes`: a user's triples are all in the same pass.
+
+    A user's pass comes from its hash's top byte, so it is the same in every run of a
+    partition; the ids are hashed again only here, when a partition needs several passes.
+    """
     if passes == 1:
         return triples
-    buckets = triples.column("bucket").to_numpy()
-    return triples.filter(pa.array(buckets % passes == number))
+    keep = []
+    for batch in triples.select(TRIPLES_SCHEMA.names).to_batches():
+        dictionary, codes = _dictionary_and_codes(batch.column(0))
+        entry_pass = (user_hashes(dictionary) >> np.uint64(56)).astype(np.int64) % passes
+        keep.append(batch.filter(pa.array(entry_pass[codes] == number)))
+    return pa.Table.from_batches(keep, triples.select(TRIPLES_SCHEMA.names).schema)
 
 
 class PassTriples:
@@ -238,7 +260,6 @@ class PassTriples:
         self._budget, self._max_values = budget, max_values_per_user
         self._tables: list[pa.Table] = []
         self.held = 0
-        self.compactions = 0
 
     def add(self, triples: pa.Table) -> None:
         self._tables.append(triples.select(TRIPLES_SCHEMA.names))
@@ -246,7 +267,6 @@ class PassTriples:
         if self.held > self._budget:
             kept = distinct_triples(self.table(), self._max_values)
             self._tables, self.held = [kept], kept.num_rows
-            self.compactions += 1
             # Distinct triples beyond the budget: compact again only once that many more came.
             self._budget = max(self._budget, 2 * self.held)
 
@@ -257,10 +277,10 @@ class PassTriples:
 
 
 def distinct_triples(triples: pa.Table, max_values_per_user: int = MAX_VALUES_PER_USER) -> pa.Table:
-    """`triples` with repeats dropped, as a dictionary-coded triples table."""
+    """`triples` with repeats dropped, as one triples chunk."""
     users, attrs, values, user_codes, attr_codes, value_codes = _distinct_codes(triples, max_values_per_user)
     return pa.table(
-        [_coded(user_codes, users), _coded(attr_codes, attrs), _coded(value_codes, values)],
+        [_coded(user_codes, users), _coded(attr_codes, attrs), pc.cast(values.take(value_codes), pa.string())],
         schema=TRIPLES_SCHEMA,
     )
 
@@ -272,52 +292,74 @@ def group_lines(
     *,
     max_packed_key: int = MAX_PACKED_KEY,
 ) -> pa.Array:
-    """One Krux line per distinct user of `triples`, each ending in `\\n`, ordered by user id.
+    """One Krux line per distinct user of `triples`, each ending in `\\n` (a large_string array).
 
     docs/line.md, Grouping: each attribute's values are the union over the user's rows, repeats
     dropped, sorted by code point; the segment attribute first, then the others by name.
     Strings compare by UTF-8 bytes, which orders them as their code points. The triples hold
-    no nulls (they come from valid rows); the lines are one large_string array. A user with
-    more than `max_values_per_user` distinct values raises `InvalidRecordsError`.
+    no nulls (they come from valid rows). A user with more than `max_values_per_user`
+    distinct values raises `InvalidRecordsError`.
+
+    The lines are cut out of one string gather: every piece of every line (id, `^name:`,
+    `;name:`, `,`, value, newline) is an entry of one vocabulary, the pieces are taken in line
+    order, and the lines are that buffer with the users' offsets.
     """
     if triples.num_rows == 0:
         return pa.array([], pa.large_string())
     users, attrs, values, user_codes, attr_codes, value_codes = _distinct_codes(
         triples, max_values_per_user, first_attr=segment_attribute, max_packed_key=max_packed_key
     )
+    count = len(user_codes)
     new_user = _run_starts(user_codes)
     new_group = new_user | _run_starts(attr_codes)
+    first = np.flatnonzero(new_user)  # each line's first triple
+    last = np.append(first[1:], count) - 1
+    line_number = np.cumsum(new_user) - 1
+    names = attrs.to_pylist()
+    vocabulary = pa.concat_arrays([
+        values,
+        users,
+        pa.array([f"^{name}:" for name in names] + [f";{name}:" for name in names] + [",", "\n"], pa.large_string()),
+    ])
+    first_prefix, next_prefix = len(values) + len(users), len(values) + len(users) + len(names)
+    comma, newline = next_prefix + len(names), next_prefix + len(names) + 1
 
-    # "attr:v1,v2" per (user, attr) run, then "user^piece;piece\n" per user run.
-    group_starts = np.flatnonzero(new_group)
-    joined_values = pc.binary_join(_lists(group_starts, values.take(value_codes)), _text(","))
-    attr_prefixes = pc.binary_join_element_wise(attrs, _text(":"), _text(""))
-    pieces = pc.binary_join_element_wise(
-        attr_prefixes.take(attr_codes[group_starts]), joined_values, _text("")
-    )
-    user_starts = np.flatnonzero(new_user)
-    user_pieces = np.flatnonzero(new_user[new_group])  # first piece of each user
-    body = pc.binary_join(_lists(user_pieces, pieces), _text(";"))
-    return pc.binary_join_element_wise(
-        users.take(user_codes[user_starts]), _text("^"), body, _text("\n"), _text("")
+    # A line: its id, then for each triple a separator (`^name:`, `;name:` or `,`) and the
+    # value, then a newline: 2 pieces a triple and 2 a line.
+    pieces = np.empty(2 * count + 2 * len(first), np.int64)
+    separator_at = 2 * np.arange(count) + 2 * line_number + 1
+    pieces[separator_at] = np.where(new_user, first_prefix + attr_codes,
+                                    np.where(new_group, next_prefix + attr_codes, comma))
+    pieces[separator_at + 1] = value_codes
+    line_starts = 2 * first + 2 * np.arange(len(first))
+    pieces[line_starts] = len(values) + user_codes[first]
+    pieces[2 * last + 2 * np.arange(len(first)) + 3] = newline
+
+    text = vocabulary.take(pa.array(pieces))
+    offsets = np.frombuffer(text.buffers()[1], np.int64)[: len(text) + 1]
+    line_offsets = np.append(offsets[line_starts], offsets[-1])
+    return pa.LargeStringArray.from_buffers(
+        len(first), pa.py_buffer(line_offsets), text.buffers()[2]
     )
 
 
 def _distinct_codes(
     triples: pa.Table, max_values_per_user: int, first_attr: str | None = None, max_packed_key: int = MAX_PACKED_KEY
 ):
-    """The sorted distinct strings of each column and the distinct triples' codes into them,
-    sorted by user, attribute name (`first_attr` first), value; refuses a user with too many values."""
-    users, user_codes = _sorted_codes(triples.column("user"))
-    attrs, attr_codes = _sorted_codes(triples.column("attr"))
-    values, value_codes = _sorted_codes(triples.column("value"))
-    if first_attr is not None:
-        attr_order = np.argsort(pc.not_equal(attrs, first_attr).to_numpy(zero_copy_only=False), kind="stable")
-        attr_rank = np.empty(len(attrs), np.int64)
-        attr_rank[attr_order] = np.arange(len(attrs))
-        attrs, attr_codes = attrs.take(attr_order), attr_rank[attr_codes]
+    """The distinct strings of each column and the distinct triples' codes into them, sorted
+    by user (in no particular order of ids), attribute name (`first_attr` first) and value (by
+    code point); refuses a user with too many values."""
+    users, user_codes = _codes(triples.column("user"))
+    attrs, attr_codes = _codes(triples.column("attr"))
+    values, value_codes = _codes(triples.column("value"))
+    values, value_codes = _sorted(values, value_codes)
+    names = attrs.to_pylist()
+    attr_order = np.array(sorted(range(len(names)), key=lambda i: (names[i] != first_attr, names[i])), np.int64)
+    attr_rank = np.empty(len(names), np.int64)
+    attr_rank[attr_order] = np.arange(len(names))
+    attrs, attr_codes = attrs.take(pa.array(attr_order)), attr_rank[attr_codes]
     user_codes, attr_codes, value_codes = _distinct_sorted(
-        user_codes, attr_codes, value_codes, len(attrs), len(values), max_packed_key
+        user_codes, attr_codes, value_codes, len(users), len(attrs), len(values), max_packed_key
     )
     _check_values_per_user(users, user_codes, max_values_per_user)
     return users, attrs, values, user_codes, attr_codes, value_codes
@@ -338,11 +380,6 @@ def _check_values_per_user(users: pa.Array, user_codes: np.ndarray, limit: int) 
     )
 
 
-def _text(text: str) -> pa.Scalar:
-    """A large_string scalar: group_lines works in large_string throughout."""
-    return pa.scalar(text, pa.large_string())
-
-
 def _as_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """A plain array from an array or a chunked array."""
     if isinstance(column, pa.ChunkedArray):
@@ -350,49 +387,63 @@ def _as_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     return column
 
 
-def _sorted_codes(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """The distinct strings of `column` in byte order, and each row's index into them.
+def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """The distinct strings of `column` (large_string, in no particular order) and each row's
+    index into them. A dictionary column's entries are encoded (not its rows): its
+    dictionaries may repeat a string (one entry per source row), so they are never trusted
+    to be distinct."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    if not pa.types.is_dictionary(column.type):
+        encoded = pc.dictionary_encode(pa.concat_arrays([pc.cast(c, pa.large_string()) for c in chunks]))
+        return encoded.dictionary, _int_codes(encoded.indices)
+    if not chunks:
+        return pa.array([], pa.large_string()), np.empty(0, np.int64)
+    encoded = pc.dictionary_encode(pa.concat_arrays([pc.cast(c.dictionary, pa.large_string()) for c in chunks]))
+    entry_codes = _int_codes(encoded.indices)
+    starts = np.cumsum([0] + [len(c.dictionary) for c in chunks[:-1]])
+    codes = np.concatenate([entry_codes[_int_codes(c.indices) + start] for c, start in zip(chunks, starts)])
+    return encoded.dictionary, codes
 
-    Hashing the column and sorting only its distinct values is cheaper than sorting the rows;
-    a dictionary column (chunks of a spill) only has its chunks' dictionaries unified.
-    """
-    if pa.types.is_dictionary(column.type):
-        chunks = column.unify_dictionaries().chunks if isinstance(column, pa.ChunkedArray) else [column]
-        distinct = pc.cast(chunks[0].dictionary, pa.large_string())
-        indices = np.concatenate([_int_codes(chunk.indices) for chunk in chunks])
-    else:
-        encoded = _as_array(pc.dictionary_encode(_as_array(pc.cast(column, pa.large_string()))))
-        distinct, indices = encoded.dictionary, encoded.indices.to_numpy(zero_copy_only=False)
+
+def _sorted(distinct: pa.Array, codes: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """`distinct` in byte order (code point order for UTF-8) and `codes` renumbered to match."""
     order = pc.sort_indices(distinct).to_numpy()
     rank = np.empty(len(order), np.int64)
     rank[order] = np.arange(len(order))
-    return distinct.take(order), rank[indices]
+    return distinct.take(pa.array(order)), rank[codes]
 
 
 def _distinct_sorted(
     user_codes: np.ndarray,
     attr_codes: np.ndarray,
     value_codes: np.ndarray,
+    user_count: int,
     attr_count: int,
     value_count: int,
     max_packed_key: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The distinct `(user, attr, value)` code triples, sorted in that order of precedence.
 
-    The triple packs into one int64 key whenever the code ranges allow (always, short of
-    billions of distinct values), and an int64 sort is several times faster than a lexsort.
+    The triple packs into one int64 key of bit fields whenever they fit (always, short of
+    billions of distinct values): an int64 sort is several times faster than a lexsort, and
+    shifts and masks unpack it faster than division.
     """
-    user_count = int(user_codes.max()) + 1
-    if user_count * attr_count * value_count <= max_packed_key:
-        keys = np.sort((user_codes * attr_count + attr_codes) * value_count + value_codes)
+    value_bits, attr_bits = _bits(value_count), _bits(attr_count)
+    if (1 << (_bits(user_count) + attr_bits + value_bits)) - 1 <= max_packed_key:
+        keys = (user_codes << (attr_bits + value_bits)) | (attr_codes << value_bits) | value_codes
+        keys.sort()
         keys = keys[_run_starts(keys)]
-        rest, value_codes = np.divmod(keys, value_count)
-        user_codes, attr_codes = np.divmod(rest, attr_count)
-        return user_codes, attr_codes, value_codes
+        value_mask, attr_mask = (1 << value_bits) - 1, (1 << attr_bits) - 1
+        return keys >> (attr_bits + value_bits), (keys >> value_bits) & attr_mask, keys & value_mask
     order = np.lexsort((value_codes, attr_codes, user_codes))
     user_codes, attr_codes, value_codes = user_codes[order], attr_codes[order], value_codes[order]
     new = _run_starts(user_codes) | _run_starts(attr_codes) | _run_starts(value_codes)
     return user_codes[new], attr_codes[new], value_codes[new]
+
+
+def _bits(count: int) -> int:
+    """Bits that hold the codes 0 .. count - 1."""
+    return max(int(count) - 1, 0).bit_length()
 
 
 def _int_codes(indices: pa.Array) -> np.ndarray:
@@ -409,12 +460,6 @@ def _run_starts(codes: np.ndarray) -> np.ndarray:
     return starts
 
 
-def _lists(starts: np.ndarray, values: pa.Array) -> pa.Array:
-    """A list array cutting `values` into runs beginning at `starts`."""
-    offsets = np.append(starts, len(values)).astype(np.int64)
-    return pa.LargeListArray.from_arrays(pa.array(offsets), values)
-
-
 def _hash_utf8(strings: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """64-bit FNV-1a of each string's UTF-8 bytes, mixed by fmix64; layout-independent."""
     array = _as_array(pc.cast(pc.fill_null(strings, ""), pa.large_string()))
@@ -428,7 +473,8 @@ def _hash_utf8(strings: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
     # Longest first: at byte position j, the rows still hashing are a prefix of this order, so
     # the loop runs once per byte position (not per row) and touches each byte once.
-    order = np.argsort(-lengths, kind="stable")
+    # Hashed keys are at most 2 × HASHED_END_CHARS characters (256 bytes): a 16-bit radix sort.
+    order = np.argsort((lengths.max() - lengths).astype(np.uint16), kind="stable")
     starts = offsets[:-1][order]
     longest = int(lengths[order[0]])
     active = np.searchsorted(-lengths[order], -np.arange(longest), side="left")
