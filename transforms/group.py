@@ -81,7 +81,12 @@ class _GroupPartitionFn(beam.DoFn):
 
 
 def line_blocks(lines: pa.Array, block_bytes: int = LINE_BLOCK_BYTES):
-    """Zero-copy slices of `lines` holding about `block_bytes` of text each (at least a line)."""
+    """Copies of `lines` cut into arrays of about `block_bytes` of text each (at least a line).
+
+    Copies, not slices: Beam samples its elements' sizes by pickling them, and a slice
+    pickles with its whole parent's buffers (a partition's lines: 130 MB at 10M rows, for each
+    of dozens of samples a worker takes).
+    """
     if len(lines) == 0:
         return
     offsets = value_offsets(lines).astype(np.int64)
@@ -89,5 +94,5 @@ def line_blocks(lines: pa.Array, block_bytes: int = LINE_BLOCK_BYTES):
     while start < len(lines):
         end = int(np.searchsorted(offsets, offsets[start] + block_bytes, side="right")) - 1
         end = max(end, start + 1)
-        yield lines.slice(start, end - start)
+        yield pa.concat_arrays([lines.slice(start, end - start)])
         start = end

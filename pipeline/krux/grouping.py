@@ -77,8 +77,8 @@ def to_triples(norm: NormalizedBatch, segment_attribute: str) -> pa.Table:
     flat = [pc.cast(pc.list_flatten(values), pa.string()) for values in lists]
     if sum(len(values) for values in flat) == 0:
         return TRIPLES_SCHEMA.empty_table()
-    rows = np.concatenate([_int_codes(pc.list_parent_indices(values)) for values in lists])
-    attr_codes = np.repeat(np.arange(len(lists)), [len(values) for values in flat])
+    rows = np.concatenate([_codes32(pc.list_parent_indices(values)) for values in lists])
+    attr_codes = np.repeat(np.arange(len(lists), dtype=np.int32), [len(values) for values in flat])
     users = _as_array(pc.cast(norm.user, pa.string()))
     names = pa.array([name for name, _ in named_lists], pa.string())
     return pa.table(
@@ -102,10 +102,10 @@ def concat_triples(tables: list[pa.Table]) -> pa.Table:
                 continue
             dictionary, codes = _dictionary_and_codes(batch.column(0))
             users.append(dictionary)
-            user_codes.append(codes + user_count)
+            user_codes.append(codes + np.int32(user_count))
             user_count += len(dictionary)
             dictionary, codes = _dictionary_and_codes(batch.column(1))
-            remap = np.array([names.setdefault(name, len(names)) for name in dictionary.to_pylist()], np.int64)
+            remap = np.array([names.setdefault(name, len(names)) for name in dictionary.to_pylist()], np.int32)
             attr_codes.append(remap[codes])
             value = batch.column(2)
             values.append(value.dictionary.take(value.indices) if pa.types.is_dictionary(value.type) else value)
@@ -124,13 +124,13 @@ def concat_triples(tables: list[pa.Table]) -> pa.Table:
 def _dictionary_and_codes(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """A dictionary column's dictionary and codes; a plain column is its own dictionary."""
     if pa.types.is_dictionary(column.type):
-        return column.dictionary, _int_codes(column.indices)
-    return column, np.arange(len(column))
+        return column.dictionary, _codes32(column.indices)
+    return column, np.arange(len(column), dtype=np.int32)
 
 
 def _coded(codes: np.ndarray, dictionary: pa.Array) -> pa.DictionaryArray:
     """A dictionary column of `TRIPLES_SCHEMA` from int codes into `dictionary`."""
-    indices = pa.array(np.asarray(codes).astype(np.int32, copy=False))  # codes < len(dictionary) < 2**31
+    indices = pa.array(codes.astype(np.int32, copy=False))  # codes < len(dictionary) < 2**31
     if dictionary.type != pa.string():
         dictionary = pc.cast(dictionary, pa.string())
     return pa.DictionaryArray.from_arrays(indices, dictionary)
@@ -181,13 +181,13 @@ def split_by_partition(triples: pa.Table, partitions: int) -> list[tuple[int, pa
     if triples.num_rows == 0:
         return []
     users, attrs, values = (triples.column(name).chunk(0) for name in ("user", "attr", "value"))
-    user_codes = _int_codes(users.indices)
+    user_codes = _codes32(users.indices)
 
     entry_partition = (user_hashes(users.dictionary) % np.uint64(partitions)).astype(np.int64)
     entry_order = _order_by_partition(entry_partition, partitions)
     entry_counts = np.bincount(entry_partition, minlength=partitions)
     entry_ends = np.cumsum(entry_counts)
-    local_code = np.empty(len(entry_order), np.int64)  # each entry's index in its partition's dictionary
+    local_code = np.empty(len(entry_order), np.int32)  # each entry's index in its partition's dictionary
     local_code[entry_order] = np.arange(len(entry_order)) - (entry_ends - entry_counts)[entry_partition[entry_order]]
     entries = users.dictionary.take(pa.array(entry_order))
 
@@ -197,7 +197,7 @@ def split_by_partition(triples: pa.Table, partitions: int) -> list[tuple[int, pa
     ends = np.cumsum(counts)
     ordered_values = values.take(pa.array(order))
     ordered_users = local_code[user_codes[order]]
-    ordered_attrs = _int_codes(attrs.indices)[order]
+    ordered_attrs = _codes32(attrs.indices)[order]
     parts = []
     for p in np.flatnonzero(counts):
         start, end = ends[p] - counts[p], ends[p]
@@ -444,6 +444,11 @@ def _distinct_sorted(
 def _bits(count: int) -> int:
     """Bits that hold the codes 0 .. count - 1."""
     return max(int(count) - 1, 0).bit_length()
+
+
+def _codes32(indices: pa.Array) -> np.ndarray:
+    """Arrow integer codes without nulls (each below 2**31) as an int32 numpy array, a view when they are int32."""
+    return indices.to_numpy().astype(np.int32, copy=False)
 
 
 def _int_codes(indices: pa.Array) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import pickle
 
 import apache_beam as beam
 import pyarrow as pa
@@ -173,13 +174,14 @@ def test_group_by_user_through_spilled_runs_gives_the_lines_of_beams_shuffle(tmp
     assert runs and all(run.name.endswith(".arrows") for run in runs)  # the triples went to disk
 
 
-def test_line_blocks_cut_lines_into_slices_of_about_the_block_size():
+def test_line_blocks_cut_lines_into_arrays_of_about_the_block_size_that_pickle_small():
     lines = pa.array([f"user{i}^segment:{'x' * (i % 50)}\n" for i in range(1000)], pa.large_string())
 
     blocks = list(line_blocks(lines.slice(10), block_bytes=2000))
 
     assert len(blocks) > 10
     assert all(len(bytes(lines_buffer(b))) <= 2000 for b in blocks)
+    assert all(len(pickle.dumps(b)) < 2000 + 1000 for b in blocks)  # Beam pickles a sample of them
     assert b"".join(bytes(lines_buffer(b)) for b in blocks) == bytes(lines_buffer(lines.slice(10)))
     assert [len(b) for b in line_blocks(pa.array(["x" * 5000 + "\n", "y\n"]), block_bytes=100)] == [1, 1]
     assert list(line_blocks(pa.array([], pa.string()))) == []
