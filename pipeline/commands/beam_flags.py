@@ -2,6 +2,7 @@
 
 import difflib
 
+from pipeline.commands.startup import imports_uncollected
 from pipeline.errors import UsageError
 
 __all__ = ["check_beam_args", "did_you_mean", "flag_name"]
@@ -13,7 +14,8 @@ def check_beam_args(beam_args, known_flags=()) -> None:
     before any table is read."""
     if not beam_args:
         return
-    from pipeline.launcher.beam_options import check_runner, unknown_beam_flag  # Beam loads only when needed
+    with imports_uncollected():
+        from pipeline.launcher.beam_options import check_runner, unknown_beam_flag  # Beam loads only when needed
 
     unknown = unknown_beam_flag(beam_args)
     if unknown is not None:

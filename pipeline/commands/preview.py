@@ -8,6 +8,7 @@ import logging
 
 from pipeline.commands.beam_flags import check_beam_args
 from pipeline.commands.run import add_run_arguments, run_settings
+from pipeline.commands.startup import imports_uncollected
 from pipeline.config.wording import plural
 from pipeline.errors import UsageError
 
@@ -41,8 +42,9 @@ def _preview_command(args, beam_args, runtime) -> int:
     check_beam_args(beam_args, args.known_flags)
     settings = run_settings(args, beam_args)
     # Beam and pyarrow load only when a preview needs them (start-up cost).
-    from pipeline.launcher.beam_options import beam_options, configure_filesystems
-    from pipeline.launcher.preview import GROUPED_PREVIEW_ROWS, preview
+    with imports_uncollected():
+        from pipeline.launcher.beam_options import beam_options, configure_filesystems
+        from pipeline.launcher.preview import GROUPED_PREVIEW_ROWS, preview
 
     configure_filesystems(beam_options(beam_args))
     seen = preview(settings, args.limit)

@@ -10,6 +10,7 @@ import datetime
 import logging
 
 from pipeline.commands.beam_flags import check_beam_args
+from pipeline.commands.startup import imports_uncollected
 from pipeline.commands.summary import emit_line, failed_summary
 from pipeline.config.jobs import Job, load_job, settings_with_overrides
 from pipeline.config.settings import COMPRESSIONS, RunSettings, Setting, SettingError, missing_database, parse_date
@@ -208,6 +209,7 @@ def _worded(error: SettingError, job: Job | None, flags) -> UsageError:
 
 def launcher_run_export():
     """`pipeline.launcher.run.run_export`."""
-    from pipeline.launcher.run import run_export  # Beam loads only when a run needs it (start-up cost)
+    with imports_uncollected():
+        from pipeline.launcher.run import run_export  # Beam loads only when a run needs it (start-up cost)
 
     return run_export
