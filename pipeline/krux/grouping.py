@@ -391,18 +391,25 @@ def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
     """The distinct strings of `column` (large_string, in no particular order) and each row's
     index into them. A dictionary column's entries are encoded (not its rows): its
     dictionaries may repeat a string (one entry per source row), so they are never trusted
-    to be distinct."""
+    to be distinct. Chunks are encoded against one shared dictionary, without being copied
+    into one array first."""
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    if not pa.types.is_dictionary(column.type):
-        encoded = pc.dictionary_encode(pa.concat_arrays([pc.cast(c, pa.large_string()) for c in chunks]))
-        return encoded.dictionary, _int_codes(encoded.indices)
     if not chunks:
         return pa.array([], pa.large_string()), np.empty(0, np.int64)
-    encoded = pc.dictionary_encode(pa.concat_arrays([pc.cast(c.dictionary, pa.large_string()) for c in chunks]))
-    entry_codes = _int_codes(encoded.indices)
-    starts = np.cumsum([0] + [len(c.dictionary) for c in chunks[:-1]])
-    codes = np.concatenate([entry_codes[_int_codes(c.indices) + start] for c, start in zip(chunks, starts)])
-    return encoded.dictionary, codes
+    if not pa.types.is_dictionary(column.type):
+        distinct, codes = _encoded(pa.chunked_array(chunks))
+        return distinct, np.concatenate(codes)
+    distinct, entry_codes = _encoded(pa.chunked_array([c.dictionary for c in chunks]))
+    return distinct, np.concatenate([codes[_codes32(c.indices)] for codes, c in zip(entry_codes, chunks)])
+
+
+def _encoded(strings: pa.ChunkedArray) -> tuple[pa.Array, list[np.ndarray]]:
+    """The distinct strings of `strings` (large_string) and each chunk's int64 codes into them."""
+    encoded = pc.dictionary_encode(strings)
+    if encoded.num_chunks == 0:
+        return pa.array([], pa.large_string()), [np.empty(0, np.int64)]
+    distinct = pc.cast(encoded.chunk(0).dictionary, pa.large_string())
+    return distinct, [_int_codes(chunk.indices) for chunk in encoded.chunks]
 
 
 def _sorted(distinct: pa.Array, codes: np.ndarray) -> tuple[pa.Array, np.ndarray]:
