@@ -8,7 +8,7 @@ per-chunk costs would dominate). Two ways to hand the chunks on:
   runner with a shuffle service (Dataflow, Flink, portable);
 - `SpillTriplesFn`: on the local runners (FnApiRunner, DirectRunner), which would hold a
   GroupByKey's whole input in the runner process (tens of GiB at 100M rows), each worker
-  appends its chunks to one compressed Arrow IPC stream file per partition and bundle (a
+  appends its chunks to one lz4-compressed Arrow IPC stream file per partition and bundle (a
   "run") in a spill directory on the local disk, and only `(partition, (triples, path))`
   references go through Beam. The directory is made and removed by the launcher; every
   worker of a local run shares the machine, so they all see it.
@@ -26,9 +26,13 @@ from apache_beam.utils.windowed_value import WindowedValue
 from pipeline.errors import StorageError
 from pipeline.krux.grouping import concat_triples, split_by_partition, to_triples
 
-__all__ = ["IPC_OPTIONS", "PackTriplesFn", "SpillTriplesFn", "pack_arrow", "read_run"]
+__all__ = ["IPC_OPTIONS", "SPILL_IPC_OPTIONS", "PackTriplesFn", "SpillTriplesFn", "pack_arrow", "read_run"]
 
+# Through a runner's shuffle, bytes cost more than CPU: zstd (about 7 bytes a triple).
 IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
+# To and from the local disk, CPU costs more than bytes: lz4 writes a triple in 34 ns against
+# zstd's 46 and reads it in 10 against 26, for 11 bytes a triple instead of 7.
+SPILL_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 # Triples a worker holds before they are split into their partitions' chunks (about 35 bytes
 # a triple, twice that while splitting): larger chunks cost less per triple to write, read
 # and group, and compress better.
@@ -122,7 +126,7 @@ class SpillTriplesFn(PartitionTriplesFn):
                 entry = self._writers.get(partition)
                 if entry is None:
                     path = os.path.join(self._spill_dir, f"{uuid.uuid4().hex}-{partition}.arrows")
-                    entry = [pa.ipc.new_stream(path, triples.schema, options=IPC_OPTIONS), path, 0]
+                    entry = [pa.ipc.new_stream(path, triples.schema, options=SPILL_IPC_OPTIONS), path, 0]
                     self._writers[partition] = entry
                 entry[0].write_table(triples)
                 entry[2] += triples.num_rows

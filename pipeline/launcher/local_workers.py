@@ -8,6 +8,7 @@ one line, and shows the worker's traceback with `--verbose`, which keeps every l
 a run is interrupted, its workers must stop before staging is cleaned, or a bundle in flight
 could write a shard after the cleanup: `stop_children` kills them; what they print while they
 die (their control channel gone) is dropped, since the stop is what the user asked for.
+And the workers start with allocators that keep the memory they free (`worker_allocators`).
 """
 
 import contextlib
@@ -25,6 +26,17 @@ BEAM_ERROR_LOG = re.compile(rb"^ERROR:apache_beam[.:]|^Traceback \(most recent c
 RECORD = re.compile(rb"^(DEBUG|INFO|WARNING|ERROR|CRITICAL):|^krux-export:")
 OUR_RECORD = re.compile(rb"^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL):(?:pipeline|transforms)(?:\.\w+)*:")
 """A worker's log line from our packages (Python's default format): shown as the launcher's are."""
+
+WORKER_ALLOCATOR_ENV = {
+    # glibc: large blocks (numpy's arrays of a batch, up to hundreds of MB) come from the heap
+    # and stay there once freed, instead of being mapped and unmapped each time.
+    "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296",
+    # mimalloc (Arrow's memory pool): freed pages are kept for the next batch, not returned.
+    "MIMALLOC_PURGE_DELAY": "-1",
+}
+"""Every batch allocates and frees the same few hundred MB: returned to the kernel each time,
+they come back as page faults (measured: 850k of them and 9 of 36 CPU s in a 10M-row grouped
+export; 160k and 4.4 s with these). A worker's peak memory is its bound either way."""
 
 FORWARDER_JOIN_S = 5.0
 """How long the launcher waits for the workers' last lines once the pipeline is done."""
@@ -57,6 +69,37 @@ def filtered_stderr(*, keep_all: bool = False):
         os.close(original)
         forwarder.join(timeout=FORWARDER_JOIN_S)
         silenced.set()  # a worker still holding the pipe past that: its lines are no longer ours to show
+
+
+@contextlib.contextmanager
+def worker_allocators():
+    """`WORKER_ALLOCATOR_ENV` in this process's environment while the block starts workers.
+
+    A setting of the user's wins: a variable already set is left alone, and a glibc tunable
+    already named in `GLIBC_TUNABLES` keeps its value.
+    """
+    saved = {name: os.environ.get(name) for name in WORKER_ALLOCATOR_ENV}
+    for name, value in WORKER_ALLOCATOR_ENV.items():
+        current = saved[name]
+        if current is None:
+            os.environ[name] = value
+        elif name == "GLIBC_TUNABLES":
+            os.environ[name] = _with_tunables(current, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _with_tunables(current: str, defaults: str) -> str:
+    """`current` GLIBC_TUNABLES with those of `defaults` it does not name added."""
+    named = {item.split("=", 1)[0] for item in current.split(":") if item}
+    added = [item for item in defaults.split(":") if item.split("=", 1)[0] not in named]
+    return ":".join([current, *added]) if added else current
 
 
 @contextlib.contextmanager

@@ -38,7 +38,7 @@ from pipeline.krux.summary import Summary
 from pipeline.launcher import rejects as rejects_file
 from pipeline.launcher.beam_options import beam_options, configure_filesystems, is_local_runner
 from pipeline.launcher.graph import ExportPlan, build_pipeline
-from pipeline.launcher.local_workers import filtered_stderr, stop_children
+from pipeline.launcher.local_workers import filtered_stderr, stop_children, worker_allocators
 from pipeline.launcher.progress import RunProgress
 from pipeline.launcher.tunables import Tunables
 from pipeline.sources.query import query_of
@@ -269,7 +269,9 @@ def _run_graph(plan: ExportPlan, settings: RunSettings, options: PipelineOptions
     with RunProgress(tasks, options, enabled=show_progress) as progress:
         pipeline = build_pipeline(settings, dataclasses.replace(plan, progress=progress.channel), options)
         log.info("running the pipeline (run %s)", plan.target.run_id)
-        with filtered_stderr(keep_all=log.isEnabledFor(logging.DEBUG)) if local_workers else contextlib.nullcontext():
+        stderr = filtered_stderr(keep_all=log.isEnabledFor(logging.DEBUG)) if local_workers else contextlib.nullcontext()
+        allocators = worker_allocators() if local_workers else contextlib.nullcontext()
+        with stderr, allocators:
             try:
                 progress.start()
                 result = pipeline.run()  # local runners return when done, remote ones once submitted

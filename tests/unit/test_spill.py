@@ -8,7 +8,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.errors import StorageError
 from pipeline.launcher.beam_options import is_local_runner
-from transforms.spill import IPC_OPTIONS, _spill_error, read_run
+from transforms.spill import SPILL_IPC_OPTIONS, _spill_error, pack_arrow, read_run
 
 
 @pytest.mark.parametrize("runner", ["FnApiRunner", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"])
@@ -22,15 +22,15 @@ def test_runners_with_a_shuffle_service_keep_beams_group_by_key(runner):
 
 
 def test_a_run_reads_the_same_from_a_spill_file_and_from_shuffled_bytes(tmp_path):
-    table = pa.table({"user": ["u1", "u2"], "attr": ["segment", "city"], "value": ["s", "Paris"],
-                      "bucket": pa.array([3, 200], pa.uint8())})
+    table = pa.table({"user": ["u1", "u2"], "attr": ["segment", "city"], "value": ["s", "Paris"]})
     path = tmp_path / "run.arrows"
-    with pa.ipc.new_stream(str(path), table.schema, options=IPC_OPTIONS) as writer:
+    with pa.ipc.new_stream(str(path), table.schema, options=SPILL_IPC_OPTIONS) as writer:
         writer.write_table(table.slice(0, 1))
         writer.write_table(table.slice(1))
 
     assert read_run(str(path)).equals(table)
     assert read_run(path.read_bytes()).equals(table)
+    assert read_run(pack_arrow(table)).equals(table)  # a shuffled run
 
 
 def test_a_spill_file_that_cannot_be_read_is_a_storage_error_naming_the_directory(tmp_path):
