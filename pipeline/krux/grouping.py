@@ -313,8 +313,6 @@ def group_lines(
     new_user = _run_starts(user_codes)
     new_group = new_user | _run_starts(attr_codes)
     first = np.flatnonzero(new_user)  # each line's first triple
-    last = np.append(first[1:], count) - 1
-    line_number = np.cumsum(new_user) - 1
     names = attrs.to_pylist()
     vocabulary = pa.concat_arrays([
         values,
@@ -325,15 +323,22 @@ def group_lines(
     comma, newline = next_prefix + len(names), next_prefix + len(names) + 1
 
     # A line: its id, then for each triple a separator (`^name:`, `;name:` or `,`) and the
-    # value, then a newline: 2 pieces a triple and 2 a line.
-    pieces = np.empty(2 * count + 2 * len(first), np.int64)
-    separator_at = 2 * np.arange(count) + 2 * line_number + 1
-    pieces[separator_at] = np.where(new_user, first_prefix + attr_codes,
-                                    np.where(new_group, next_prefix + attr_codes, comma))
+    # value, then a newline: 2 pieces a triple and 2 a line. Triple i's separator is piece
+    # 2 * (i + the number of lines begun up to it) - 1. Pieces index the vocabulary (int32).
+    separator_at = np.cumsum(new_user, dtype=np.int64)
+    separator_at += np.arange(count)
+    separator_at *= 2
+    separator_at -= 1
+    separators = np.full(count, comma, np.int32)
+    attr_codes32 = attr_codes.astype(np.int32)
+    np.add(attr_codes32, next_prefix, out=separators, where=new_group)
+    np.add(attr_codes32, first_prefix, out=separators, where=new_user)
+    pieces = np.empty(2 * count + 2 * len(first), np.int32)
+    pieces[separator_at] = separators
     pieces[separator_at + 1] = value_codes
-    line_starts = 2 * first + 2 * np.arange(len(first))
+    line_starts = separator_at[first] - 1
     pieces[line_starts] = len(values) + user_codes[first]
-    pieces[2 * last + 2 * np.arange(len(first)) + 3] = newline
+    pieces[np.append(line_starts[1:], len(pieces)) - 1] = newline
 
     text = vocabulary.take(pa.array(pieces))
     offsets = np.frombuffer(text.buffers()[1], np.int64)[: len(text) + 1]
