@@ -1,5 +1,6 @@
 """Object stores against moto's S3 server over HTTP, and the local store on disk."""
 
+import errno
 import json
 import os
 import pickle
@@ -322,6 +323,27 @@ def test_local_compose_writes_the_concatenation_in_place(tmp_path):
     assert size == sum(map(len, shards))
     assert store.get("uploads/d/final.txt") == b"".join(shards)
     assert sorted(os.listdir(tmp_path / "out/uploads/d")) == ["final.txt"]
+
+
+def test_local_compose_goes_on_through_a_buffer_where_the_kernel_copy_stops(tmp_path, monkeypatch):
+    store = LocalStore(tmp_path)
+    shards = [shard_bytes(tag, 5000 + index) for index, tag in enumerate("ab")]
+    for tag, data in zip("ab", shards, strict=True):
+        store.put(f"staging/{tag}", data)
+    real_copy = os.copy_file_range
+    calls = []
+
+    def copy_then_refuse(source, destination, count, *args):
+        calls.append(count)
+        if len(calls) == 1:
+            return real_copy(source, destination, 7)  # part of the first shard, then
+        raise OSError(errno.EXDEV, "Invalid cross-device link")  # a file system that cannot
+
+    monkeypatch.setattr(os, "copy_file_range", copy_then_refuse)
+    size = store.compose("final.txt", store.list("staging/"))
+
+    assert store.get("final.txt") == b"".join(shards) and size == sum(map(len, shards))
+    assert len(calls) >= 2
 
 
 def test_a_failed_local_compose_leaves_the_previous_file_and_no_temp(tmp_path):
