@@ -399,22 +399,21 @@ def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
     to be distinct. Chunks are encoded against one shared dictionary, without being copied
     into one array first."""
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    if not chunks:
-        return pa.array([], pa.large_string()), np.empty(0, np.int64)
     if not pa.types.is_dictionary(column.type):
-        distinct, codes = _encoded(pa.chunked_array(chunks))
-        return distinct, np.concatenate(codes)
-    distinct, entry_codes = _encoded(pa.chunked_array([c.dictionary for c in chunks]))
-    return distinct, np.concatenate([codes[_codes32(c.indices)] for codes, c in zip(entry_codes, chunks)])
+        return _encoded(pa.chunked_array(chunks, column.type))
+    distinct, entry_codes = _encoded(pa.chunked_array([c.dictionary for c in chunks], column.type.value_type))
+    starts = np.cumsum([0] + [len(c.dictionary) for c in chunks])
+    codes = [entry_codes[start:end][_codes32(c.indices)] for c, start, end in zip(chunks, starts, starts[1:])]
+    return distinct, np.concatenate(codes) if codes else np.empty(0, np.int64)
 
 
-def _encoded(strings: pa.ChunkedArray) -> tuple[pa.Array, list[np.ndarray]]:
-    """The distinct strings of `strings` (large_string) and each chunk's int64 codes into them."""
-    encoded = pc.dictionary_encode(strings)
-    if encoded.num_chunks == 0:
-        return pa.array([], pa.large_string()), [np.empty(0, np.int64)]
-    distinct = pc.cast(encoded.chunk(0).dictionary, pa.large_string())
-    return distinct, [_int_codes(chunk.indices) for chunk in encoded.chunks]
+def _encoded(strings: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """The distinct strings of `strings` (large_string) and each one's int64 code into them."""
+    encoded = pc.dictionary_encode(strings)  # one dictionary shared by every chunk
+    if len(encoded) == 0:
+        return pa.array([], pa.large_string()), np.empty(0, np.int64)
+    distinct = pc.cast(encoded.chunk(encoded.num_chunks - 1).dictionary, pa.large_string())
+    return distinct, np.concatenate([_int_codes(chunk.indices) for chunk in encoded.chunks])
 
 
 def _sorted(distinct: pa.Array, codes: np.ndarray) -> tuple[pa.Array, np.ndarray]:

@@ -253,11 +253,13 @@ def _flatten(lists: pa.Array) -> tuple[pa.Array, np.ndarray]:
 
 
 def _drop_empty(values: pa.Array, parents: np.ndarray) -> tuple[pa.Array, np.ndarray]:
-    """A null or empty value is omitted."""
-    keep = pc.fill_null(pc.greater(pc.binary_length(values), 0), False)
-    if keep.true_count == len(values):
+    """A null or empty value is omitted (read from the offsets: no kernel allocates a column)."""
+    keep = np.diff(value_offsets(values)) > 0
+    if values.null_count:
+        keep &= values.is_valid().to_numpy(zero_copy_only=False)
+    if keep.all():
         return values, parents
-    return values.filter(keep), parents[keep.to_numpy(zero_copy_only=False)]
+    return values.filter(pa.array(keep)), parents[keep]
 
 
 def _first_occurrences(values: pa.Array, parents: np.ndarray) -> tuple[pa.Array, np.ndarray]:
@@ -443,17 +445,18 @@ def _first_reasons(
     """
     n = len(user)
     names = [user_column] + [name for name, _, _ in string_values]
-    missing = pc.fill_null(pc.equal(pc.utf8_length(user), 0), True)
+    missing = np.diff(value_offsets(user)) == 0
+    if user.null_count:
+        missing |= user.is_null().to_numpy(zero_copy_only=False)
     candidates = [
-        (InvalidReason.MISSING_USER_ID, 0, _as_numpy(missing)),
+        (InvalidReason.MISSING_USER_ID, 0, missing),
         (InvalidReason.RESERVED_CHARACTER, 0, _holding(user, _USER_RESERVED)),
     ]
     for i, (_, values, parents) in enumerate(string_values, start=1):
         reserved = _holding(values, _VALUE_RESERVED)
         candidates.append((InvalidReason.RESERVED_CHARACTER, i, _rows_with(reserved, parents, n)))
     for i, (_, values, parents) in enumerate(string_values, start=1):
-        too_long = _as_numpy(pc.greater(pc.utf8_length(values), MAX_VALUE_CHARS))
-        candidates.append((InvalidReason.VALUE_TOO_LONG, i, _rows_with(too_long, parents, n)))
+        candidates.append((InvalidReason.VALUE_TOO_LONG, i, _rows_with(_too_long(values), parents, n)))
     candidates.append((InvalidReason.NO_ATTRIBUTES, None, value_counts == 0))
 
     reason_codes = np.zeros(n, dtype=np.int8)  # 0: valid, else 1 + index in InvalidReason
@@ -465,6 +468,17 @@ def _first_reasons(
     reasons = pa.array([None] + [r.value for r in reason_order], pa.string()).take(pa.array(reason_codes))
     reason_columns = pa.array([None] + names, pa.string()).take(pa.array(column_codes))
     return reasons, reason_columns
+
+
+def _too_long(values: pa.Array) -> np.ndarray:
+    """Per value, whether it has more than MAX_VALUE_CHARS characters. Characters are counted
+    only in values of more than that many bytes: no shorter one can have as many characters."""
+    too_long = np.diff(value_offsets(values)) > MAX_VALUE_CHARS
+    if too_long.any():
+        candidates = np.flatnonzero(too_long)
+        characters = pc.utf8_length(values.take(pa.array(candidates))).to_numpy(zero_copy_only=False)
+        too_long[candidates] = characters > MAX_VALUE_CHARS
+    return too_long
 
 
 def _holding(strings: pa.Array, characters: bytes) -> np.ndarray:

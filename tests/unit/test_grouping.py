@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.krux import grouping
 from pipeline.errors import InvalidRecordsError
-from pipeline.krux.grouping import group_lines, split_by_partition, to_triples, user_hashes
+from pipeline.krux.grouping import concat_triples, group_lines, split_by_partition, to_triples, user_hashes
 from pipeline.krux.lines import NormalizedBatch
 
 SEGMENT = "segment"
@@ -254,6 +254,21 @@ def test_group_lines_reads_chunked_and_large_string_columns():
     assert group_lines(both, SEGMENT).to_pylist() == [
         "u1^segment:seg1,seg2\n",
         "u2^city:Rome\n",
+    ]
+
+
+def test_group_lines_reads_runs_of_dictionary_chunks_some_of_them_empty():
+    runs = [
+        concat_triples([triples(("u1", "segment", "s2"), ("u2", "segment", "s1"))]),
+        concat_triples([triples()]),
+        concat_triples([triples(("u2", "segment", "s1"), ("u1", "city", "Oslo"), ("u1", "segment", "s1"))]),
+    ]
+    table = pa.concat_tables(runs)  # as a partition's runs are read: chunks with dictionaries of their own
+
+    assert table.column("user").num_chunks == 3
+    assert sorted(group_lines(table, SEGMENT).to_pylist()) == [
+        "u1^segment:s1,s2;city:Oslo\n",
+        "u2^segment:s1\n",
     ]
 
 
