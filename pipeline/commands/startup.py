@@ -2,8 +2,8 @@
 
 Importing Beam (and pyarrow, boto3, protobuf...) makes about 300,000 objects that live as
 long as the process. With the collector on, every collection while they are made scans them
-all again: about a quarter of a small export's CPU time (docs/performance.md, "Small
-exports"). So the heavy imports run with the collector paused, and what they made is then
+all again: a 10k-row export took 1.3 s with them scanned, 1.0 s without (docs/performance.md).
+So the heavy imports run with the collector paused, and what they made is then
 frozen (`gc.freeze`: never scanned again, as it is never freed) before the collector resumes.
 The export itself runs with the collector on, as any Python program, however long it takes.
 """

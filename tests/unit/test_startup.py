@@ -16,18 +16,19 @@ def collector_state():
     (gc.enable if enabled else gc.disable)()
 
 
-def _fresh_module(name: str) -> None:
-    """Imports a stdlib module as if for the first time."""
+def _unloaded(name: str) -> str:
+    """A stdlib module's name, unloaded if an earlier test loaded it: its import is a first one."""
     sys.modules.pop(name, None)
-    __import__(name)
+    return name
 
 
 def test_an_import_runs_without_the_collector_and_leaves_it_on_with_the_imports_frozen(collector_state):
     gc.enable()
     gc.unfreeze()
+    module = _unloaded("colorsys")
     with imports_uncollected():
         paused = not gc.isenabled()
-        _fresh_module("colorsys")
+        __import__(module)
 
     assert paused
     assert gc.isenabled()
@@ -49,7 +50,8 @@ def test_nothing_is_frozen_when_the_modules_were_loaded_already(collector_state)
 
 def test_a_collector_switched_off_by_the_embedding_program_stays_off(collector_state):
     gc.disable()
+    module = _unloaded("colorsys")
     with imports_uncollected():
-        _fresh_module("colorsys")
+        __import__(module)
 
     assert not gc.isenabled()
