@@ -12,6 +12,7 @@ And the workers start with allocators that keep the memory they free (`worker_al
 """
 
 import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -27,16 +28,18 @@ RECORD = re.compile(rb"^(DEBUG|INFO|WARNING|ERROR|CRITICAL):|^krux-export:")
 OUR_RECORD = re.compile(rb"^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL):(?:pipeline|transforms)(?:\.\w+)*:")
 """A worker's log line from our packages (Python's default format): shown as the launcher's are."""
 
+LARGE_BLOCK_BYTES = 1 << 30
 WORKER_ALLOCATOR_ENV = {
-    # glibc: large blocks (numpy's arrays of a batch, up to hundreds of MB) come from the heap
-    # and stay there once freed, instead of being mapped and unmapped each time.
-    "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296",
+    # glibc: blocks up to LARGE_BLOCK_BYTES (numpy's arrays of a batch, up to hundreds of MB)
+    # come from the heap and stay there once freed, instead of being mapped and unmapped each time.
+    "GLIBC_TUNABLES": f"glibc.malloc.mmap_threshold={LARGE_BLOCK_BYTES}:glibc.malloc.trim_threshold={LARGE_BLOCK_BYTES}",
     # mimalloc (Arrow's memory pool): freed pages are kept for the next batch, not returned.
     "MIMALLOC_PURGE_DELAY": "-1",
 }
 """Every batch allocates and frees the same few hundred MB: returned to the kernel each time,
 they come back as page faults (a 10M-row grouped export: 835k of them and 9.3 s of system
 CPU; 156k and 5.5 s with these). A worker's peak memory is its bound either way."""
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 FORWARDER_JOIN_S = 5.0
 """How long the launcher waits for the workers' last lines once the pipeline is done."""
@@ -78,8 +81,11 @@ def worker_allocators():
     A setting of the user's wins: a variable already set is left alone, and a glibc tunable
     already named in `GLIBC_TUNABLES` keeps its value.
     """
-    saved = {name: os.environ.get(name) for name in WORKER_ALLOCATOR_ENV}
-    for name, value in WORKER_ALLOCATOR_ENV.items():
+    settings = dict(WORKER_ALLOCATOR_ENV)
+    if not _glibc_takes_large_mmap_threshold():
+        del settings["GLIBC_TUNABLES"]
+    saved = {name: os.environ.get(name) for name in settings}
+    for name, value in settings.items():
         current = saved[name]
         if current is None:
             os.environ[name] = value
@@ -93,6 +99,20 @@ def worker_allocators():
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _glibc_takes_large_mmap_threshold() -> bool:
+    """Whether the C library is a glibc that takes an mmap threshold of LARGE_BLOCK_BYTES.
+
+    Older glibc refuses any above 32 MiB, and then the trim threshold alone would pin the mmap
+    threshold at 128 KiB: more page faults, not fewer. Asking changes this process's own
+    threshold the same way, which is all it does (the launcher allocates little).
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    return mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES) == 1
 
 
 def _with_tunables(current: str, defaults: str) -> str:

@@ -6,6 +6,7 @@ import os
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipeline.launcher import local_workers
 from pipeline.launcher.local_workers import filtered_stderr, worker_allocators
 
 MULTI_PROCESSING = ["--runner=FnApiRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=1",
@@ -42,7 +43,7 @@ def test_workers_start_with_allocators_that_keep_freed_memory_and_the_environmen
             p | beam.Create(["u-1"]) | beam.Map(record)
 
     tunables, purge_delay = seen.read_text().split("|")
-    assert "glibc.malloc.mmap_threshold=4294967296" in tunables.split(":")  # numpy's arrays stay in the heap
+    assert "glibc.malloc.mmap_threshold=1073741824" in tunables.split(":")  # numpy's arrays stay in the heap
     assert purge_delay == "25"  # not overridden
     assert "GLIBC_TUNABLES" not in os.environ and os.environ["MIMALLOC_PURGE_DELAY"] == "25"
 
@@ -54,6 +55,19 @@ def test_a_glibc_tunable_the_user_set_keeps_its_value_and_the_others_are_added(m
         tunables = os.environ["GLIBC_TUNABLES"].split(":")
 
     assert "glibc.malloc.trim_threshold=1024" in tunables and "glibc.malloc.arena_max=2" in tunables
-    assert "glibc.malloc.mmap_threshold=4294967296" in tunables
-    assert not any(t.startswith("glibc.malloc.trim_threshold=4294967296") for t in tunables)
+    assert "glibc.malloc.mmap_threshold=1073741824" in tunables
+    assert not any(t.startswith("glibc.malloc.trim_threshold=1073741824") for t in tunables)
     assert os.environ["GLIBC_TUNABLES"] == "glibc.malloc.trim_threshold=1024:glibc.malloc.arena_max=2"
+
+
+def test_an_older_glibc_that_refuses_the_large_threshold_gets_no_tunables(monkeypatch):
+    # An older glibc takes no mmap threshold above 32 MiB: the trim threshold alone would
+    # pin the mmap threshold at 128 KiB, so neither is set.
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.delenv("MIMALLOC_PURGE_DELAY", raising=False)
+    monkeypatch.setattr(local_workers, "_glibc_takes_large_mmap_threshold", lambda: False)
+
+    with worker_allocators():
+        assert "GLIBC_TUNABLES" not in os.environ
+        assert os.environ["MIMALLOC_PURGE_DELAY"] == "-1"
+
