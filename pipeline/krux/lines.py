@@ -253,13 +253,19 @@ def _flatten(lists: pa.Array) -> tuple[pa.Array, np.ndarray]:
 
 
 def _drop_empty(values: pa.Array, parents: np.ndarray) -> tuple[pa.Array, np.ndarray]:
-    """A null or empty value is omitted (read from the offsets: no kernel allocates a column)."""
-    keep = np.diff(value_offsets(values)) > 0
-    if values.null_count:
-        keep &= values.is_valid().to_numpy(zero_copy_only=False)
+    """A null or empty value is omitted."""
+    keep = ~_null_or_empty(values)
     if keep.all():
         return values, parents
     return values.filter(pa.array(keep)), parents[keep]
+
+
+def _null_or_empty(strings: pa.Array) -> np.ndarray:
+    """Per value, whether it is null or has no bytes: read from the offsets, no kernel allocates a column."""
+    empty = np.diff(value_offsets(strings)) == 0
+    if strings.null_count:
+        empty |= strings.is_null().to_numpy(zero_copy_only=False)
+    return empty
 
 
 def _first_occurrences(values: pa.Array, parents: np.ndarray) -> tuple[pa.Array, np.ndarray]:
@@ -445,11 +451,8 @@ def _first_reasons(
     """
     n = len(user)
     names = [user_column] + [name for name, _, _ in string_values]
-    missing = np.diff(value_offsets(user)) == 0
-    if user.null_count:
-        missing |= user.is_null().to_numpy(zero_copy_only=False)
     candidates = [
-        (InvalidReason.MISSING_USER_ID, 0, missing),
+        (InvalidReason.MISSING_USER_ID, 0, _null_or_empty(user)),
         (InvalidReason.RESERVED_CHARACTER, 0, _holding(user, _USER_RESERVED)),
     ]
     for i, (_, values, parents) in enumerate(string_values, start=1):
@@ -506,10 +509,6 @@ def _rows_with(flags: np.ndarray, parents: np.ndarray, num_rows: int) -> np.ndar
     rows = np.zeros(num_rows, dtype=bool)
     rows[parents[flags]] = True
     return rows
-
-
-def _as_numpy(flags: pa.Array) -> np.ndarray:
-    return pc.fill_null(flags, False).to_numpy(zero_copy_only=False)
 
 
 # --- Line text ---------------------------------------------------------------------------------
